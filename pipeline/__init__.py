@@ -1,0 +1,1 @@
+"""media-timing: when news events were timed, with sources and honest statistics."""

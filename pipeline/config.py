@@ -1,0 +1,98 @@
+"""Settings, read once from the environment; every default is documented here and in the README."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SQL_DIR = PROJECT_ROOT / "sql"
+CLAIMS_DIR = PROJECT_ROOT / "claims"
+CASE_2016_DIR = PROJECT_ROOT / "data" / "case_2016"
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a whole number") from None
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number") from None
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str = "localhost"
+    port: int = 25
+    user: str | None = None
+    password: str | None = None
+    starttls: bool = False
+    sender: str = "media-timing@localhost"
+    timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    # MEDIA_TIMING_DB: the one DuckDB file.
+    db_path: Path
+    # MEDIA_TIMING_DATA_DIR: reports, staging files and other generated output.
+    data_dir: Path
+    # MEDIA_TIMING_LOCK_WAIT_S: how long a connection waits for another process's lock.
+    lock_wait_s: float = 60.0
+    # MEDIA_TIMING_FETCH_*: politeness and limits for feed polling.
+    fetch_connect_timeout_s: float = 5.0
+    fetch_read_timeout_s: float = 20.0
+    fetch_deadline_s: float = 60.0
+    fetch_max_bytes: int = 20 * 1024 * 1024
+    fetch_workers: int = 32
+    fetch_per_host: int = 2
+    poll_minutes: int = 15
+    max_failures: int = 10
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+
+
+def load_settings() -> Settings:
+    data_dir = Path(os.environ.get("MEDIA_TIMING_DATA_DIR") or PROJECT_ROOT / "data")
+    db_path = Path(os.environ.get("MEDIA_TIMING_DB") or data_dir / "media_timing.duckdb")
+    smtp = SmtpSettings(
+        host=os.environ.get("MEDIA_TIMING_SMTP_HOST", "localhost"),
+        port=_int("MEDIA_TIMING_SMTP_PORT", 25),
+        user=os.environ.get("MEDIA_TIMING_SMTP_USER") or None,
+        password=os.environ.get("MEDIA_TIMING_SMTP_PASSWORD") or None,
+        starttls=_bool("MEDIA_TIMING_SMTP_STARTTLS", False),
+        sender=os.environ.get("MEDIA_TIMING_DIGEST_FROM", "media-timing@localhost"),
+        timeout_s=_float("MEDIA_TIMING_SMTP_TIMEOUT_S", 30.0),
+    )
+    return Settings(
+        db_path=db_path,
+        data_dir=data_dir,
+        lock_wait_s=_float("MEDIA_TIMING_LOCK_WAIT_S", 60.0),
+        fetch_connect_timeout_s=_float("MEDIA_TIMING_FETCH_CONNECT_TIMEOUT_S", 5.0),
+        fetch_read_timeout_s=_float("MEDIA_TIMING_FETCH_READ_TIMEOUT_S", 20.0),
+        fetch_deadline_s=_float("MEDIA_TIMING_FETCH_DEADLINE_S", 60.0),
+        fetch_max_bytes=_int("MEDIA_TIMING_FETCH_MAX_BYTES", 20 * 1024 * 1024),
+        fetch_workers=_int("MEDIA_TIMING_FETCH_WORKERS", 32),
+        fetch_per_host=_int("MEDIA_TIMING_FETCH_PER_HOST", 2),
+        poll_minutes=_int("MEDIA_TIMING_POLL_MINUTES", 15),
+        max_failures=_int("MEDIA_TIMING_MAX_FAILURES", 10),
+        smtp=smtp,
+    )
