@@ -1,0 +1,232 @@
+"""The `media-timing` command: the same steps the DAGs schedule, run by hand."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import load_settings
+
+EXIT_OK, EXIT_PARTIAL, EXIT_ERROR = 0, 1, 2
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def cmd_demo(args, settings) -> int:
+    from .demo import run_demo
+
+    return run_demo(settings, surrogates=args.surrogates)
+
+
+def cmd_migrate(args, settings) -> int:
+    from .database import connect, migrate
+
+    con = connect(settings.db_path, wait_s=settings.lock_wait_s)
+    try:
+        applied = migrate(con)
+    finally:
+        con.close()
+    print(f"{settings.db_path}: " + (f"applied {', '.join(applied)}" if applied else "schema up to date"))
+    return EXIT_OK
+
+
+def cmd_import_events(args, settings) -> int:
+    from .database import open_db
+    from .importers import import_events
+
+    with open_db(settings.db_path, wait_s=settings.lock_wait_s) as con:
+        report = import_events(con, args.file)
+    return _print_import(report)
+
+
+def cmd_import_items(args, settings) -> int:
+    from .database import open_db
+    from .importers import import_items
+
+    with open_db(settings.db_path, wait_s=settings.lock_wait_s) as con:
+        report = import_items(
+            con, args.file, source=args.source, role=args.role, time_column=args.time_column,
+            text_column=args.text_column, url_column=args.url_column, id_column=args.id_column,
+            author_column=args.author_column, timezone=args.timezone, attribution=args.attribution,
+        )
+    return _print_import(report)
+
+
+def _print_import(report) -> int:
+    for line in report.rejected[:50]:
+        print(line, file=sys.stderr)
+    if len(report.rejected) > 50:
+        print(f"... and {len(report.rejected) - 50} more rejected rows (see v_imports)", file=sys.stderr)
+    print(report.summary())
+    return EXIT_PARTIAL if report.rejected else EXIT_OK
+
+
+def cmd_analyze(args, settings) -> int:
+    if args.claim and (args.releases or args.announcements):
+        return _fail("give either --claim or --releases/--announcements, not both")
+    if args.releases or args.announcements:
+        if not (args.releases and args.announcements):
+            return _fail("--releases and --announcements go together")
+        from .analyze_files import analyze_files
+
+        doc = analyze_files(args.releases, args.announcements, window_minutes=args.window or 120,
+                            null=args.null or "shuffle-weekday-hour",
+                            surrogates=args.surrogates or 9999, seed=args.seed or 0,
+                            draws=args.draws if args.draws is not None else 100)
+        if args.json:
+            print(json.dumps(doc, indent=2))
+        else:
+            for r in doc["releases"]:
+                print(f"{r['release_ts_utc']}  count {r['count']:g}  p {r['pvalue']}")
+            print(f"pooled: {doc['pooled']}")
+        return EXIT_OK
+    if not args.claim:
+        return _fail("name a claim (--claim oct7_2016) or give --releases and --announcements")
+    from .analysis import run_claim, store_result
+    from .claims import load_claim
+    from .database import open_db
+    from .report import write_report
+    from .verdict import render_text
+
+    claim = load_claim(args.claim)
+    if args.window or args.null:
+        from dataclasses import replace
+
+        claim = replace(claim, window_minutes=args.window or claim.window_minutes,
+                        null=args.null or claim.null)
+    with open_db(settings.db_path, wait_s=settings.lock_wait_s) as con:
+        result = run_claim(con, claim, surrogates=args.surrogates, seed=args.seed, draws=args.draws)
+        fresh = store_result(con, result)
+    if args.json:
+        print(json.dumps(_result_json(result), indent=2))
+    else:
+        print(render_text(result))
+        print(f"\nRun {result.run_id} {'stored' if fresh else 'already stored'} in {settings.db_path}.")
+    if args.report:
+        path = write_report(result, Path(args.report))
+        print(f"Report: {path}", file=sys.stderr if args.json else sys.stdout)
+    return EXIT_OK
+
+
+def _result_json(result) -> dict:
+    from .analysis import _iso
+
+    return {
+        "claim": result.claim.id, "run_id": result.run_id, "parameters": result.parameters,
+        "releases": [{"event_id": e.event_id, "title": e.title, "earliest_utc": _iso(e.lo),
+                      "latest_utc": _iso(e.hi)} for e in result.releases],
+        "competitors": [{"event_id": c.event.event_id, "release_id": c.release_id,
+                         "gap_minutes": c.gap_best_min, "gap_min_minutes": c.gap_lo_min,
+                         "gap_max_minutes": c.gap_hi_min, "order": c.order}
+                        for c in result.competitors],
+        "streams": [{
+            "label": s.stream.spec.label, "curated": s.stream.spec.curated, "n": s.stream.n,
+            "pooled": {"statistic": s.pooled_statistic, "pvalue": s.pooled_pvalue,
+                       "pvalue_min": s.pooled_pvalue_min, "pvalue_max": s.pooled_pvalue_max},
+            "releases": [{k: (None if isinstance(v, float) and v != v else v)
+                          for k, v in t.__dict__.items()} for t in s.releases],
+        } for s in result.streams],
+    }
+
+
+def cmd_sql(args, settings) -> int:
+    from .sql_prompt import prompt, run_one
+
+    if args.query:
+        return run_one(settings.db_path, args.query, settings.lock_wait_s)
+    return prompt(settings.db_path, settings.lock_wait_s)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="media-timing",
+        description="Timestamps with sources, and statistics that say how unusual a news-timing "
+                    "coincidence really is.",
+    )
+    p.add_argument("--db", help="DuckDB file (default: $MEDIA_TIMING_DB or data/media_timing.duckdb)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    d = sub.add_parser("demo", help="build the database from the bundled 2016 case study and print the 7 Oct 2016 verdict",
+                       description="Import the bundled 2016 timeline and streams (offline, idempotent), "
+                                   "run the oct7_2016 claim, print the verdict and write an HTML report to data/reports/.")
+    d.add_argument("--surrogates", type=int, help="override the claim's surrogate count")
+    d.set_defaults(func=cmd_demo)
+
+    m = sub.add_parser("migrate", help="create or update the database schema",
+                       description="Apply numbered migrations from sql/ and re-create the views.")
+    m.set_defaults(func=cmd_migrate)
+
+    imp = sub.add_parser("import", help="import a timeline of events or a stream of items",
+                         description="Import files. Both forms are idempotent; bad rows are reported by file and line.")
+    isub = imp.add_subparsers(dest="what", required=True, metavar="WHAT")
+    ie = isub.add_parser("events", help="a sourced timeline CSV (the format of data/case_2016/timeline_2016.csv)",
+                         description="Columns: event_id, kind, title, ts_utc, earliest_utc, latest_utc; optional "
+                                     "actor, ts_local, precision_minutes, source_url, source_quote, confidence, notes.")
+    ie.add_argument("file")
+    ie.set_defaults(func=cmd_import_events)
+    ii = isub.add_parser("items", help="any timestamped stream (tweets, headline archives); gzip accepted",
+                         description="Load a CSV stream as items of an archive source.")
+    ii.add_argument("file")
+    ii.add_argument("--source", required=True, help="source name (created if new)")
+    ii.add_argument("--time-column", required=True, help="column with the time (ISO 8601 or RFC 2822)")
+    ii.add_argument("--text-column", required=True, help="column with the text or headline")
+    ii.add_argument("--url-column", help="column with a link (normalised for dedup)")
+    ii.add_argument("--id-column", help="column with a stable id (best dedup key)")
+    ii.add_argument("--author-column", help="column with the author or account")
+    ii.add_argument("--role", default="news", choices=["news", "release", "announcement"],
+                    help="the source's role (default: news)")
+    ii.add_argument("--timezone", help="IANA zone for times that state none (otherwise such rows are rejected)")
+    ii.add_argument("--attribution", help="where the data came from, for citation")
+    ii.set_defaults(func=cmd_import_items)
+
+    a = sub.add_parser("analyze", help="test a claim (claims/*.yaml) or two CSV files",
+                       description="Run a claim's tests and store the run, or (with --releases and "
+                                   "--announcements) test two CSV files with a ts_utc column "
+                                   "(optional earliest_utc, latest_utc) and print JSON.")
+    a.add_argument("--claim", help="claim id (claims/<id>.yaml) or path to a claim file")
+    a.add_argument("--releases", help="CSV of release times")
+    a.add_argument("--announcements", help="CSV of announcement times")
+    a.add_argument("--window", type=float, help="window in minutes (default 120, or the claim's)")
+    a.add_argument("--null", choices=["shuffle-weekday-hour", "jitter", "circular", "poisson"],
+                   help="null model (default shuffle-weekday-hour, or the claim's)")
+    a.add_argument("--surrogates", type=int, help="Monte Carlo surrogates (default 9999, or the claim's)")
+    a.add_argument("--seed", type=int, help="random seed (default 0, or the claim's)")
+    a.add_argument("--draws", type=int, help="draws of uncertain times (default 100, or the claim's)")
+    a.add_argument("--json", action="store_true", help="print JSON instead of the verdict table")
+    a.add_argument("--report", metavar="DIR", help="also write the HTML report into DIR")
+    a.set_defaults(func=cmd_analyze)
+
+    q = sub.add_parser("sql", help="read-only SQL over the database (a prompt, or one query)",
+                       description="Run one query and print it as a table, or open a prompt. Read-only; "
+                                   "waits politely while a writer holds the file.")
+    q.add_argument("query", nargs="?", help="a query; omit for a prompt")
+    q.set_defaults(func=cmd_sql)
+
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    if args.db:
+        from dataclasses import replace
+
+        settings = replace(settings, db_path=Path(args.db))
+    from .errors import USER_ERRORS
+
+    try:
+        return args.func(args, settings)
+    except USER_ERRORS as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

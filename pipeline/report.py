@@ -1,0 +1,50 @@
+"""The HTML report of one analysis run, with its charts as PNG files beside it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jinja2
+
+from . import charts
+from .analysis import AnalysisResult
+from .verdict import event_when, fmt_p, fmt_p_range, strength, verdict
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def template_env() -> jinja2.Environment:
+    """Autoescaping on: titles and texts come from feeds and files we do not control."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=jinja2.select_autoescape(["html", "j2"], default=True),
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters.update(p=fmt_p, strength=strength)
+    env.globals.update(fmt_p_range=fmt_p_range, event_when=event_when)
+    return env
+
+
+def write_report(result: AnalysisResult, out_dir: Path) -> Path:
+    """Write <claim>.html (and its PNGs) into ``out_dir``; returns the HTML path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = result.claim.id
+    images = {}
+    if len(result.releases) == 1:
+        images["timeline"] = charts.timeline_png(result)
+    else:
+        images["timeline"] = charts.series_png(result)
+    for i, s in enumerate(result.streams):
+        if s.correlogram is not None and not s.stream.spec.curated:
+            images[f"correlogram_{i}"] = charts.correlogram_png(s.correlogram, s.stream.spec.label)
+    files = {}
+    for name, png in images.items():
+        f = out_dir / f"{stem}_{name}.png"
+        f.write_bytes(png)
+        files[name] = f.name
+    html = template_env().get_template("report.html.j2").render(
+        r=result, v=verdict(result), images=files, claim=result.claim,
+    )
+    path = out_dir / f"{stem}.html"
+    path.write_text(html, encoding="utf-8")
+    return path

@@ -1,0 +1,55 @@
+-- Analyst views over the core tables. Re-created on every migrate; safe to query any time.
+
+-- Items with their source's name and role; local_minute is the minute in UTC, for joins.
+CREATE OR REPLACE VIEW v_items AS
+SELECT i.item_id, s.name AS source, s.role, i.published_utc, i.published_raw,
+       i.time_precision_s, i.time_zone_explicit, i.time_flags, i.title, i.author, i.url,
+       i.url_normalized, i.guid, i.first_seen_utc, i.provenance, i.dedup_key, i.source_id
+FROM items i JOIN sources s USING (source_id);
+
+-- Events with the width of their time interval; day_only events are never a point in time.
+CREATE OR REPLACE VIEW v_events AS
+SELECT event_id, kind, actor, title, ts_utc, earliest_utc, latest_utc,
+       epoch(latest_utc - earliest_utc) / 60 AS uncertainty_minutes,
+       epoch(latest_utc - earliest_utc) >= 86400 - 1 AS day_only,
+       ts_raw, precision_minutes, confidence, source_url, source_quote, notes, catalog, catalog_line
+FROM events;
+
+-- For every leak release, the other events whose intervals come within ±window_minutes of it,
+-- with the signed gap (other minus release) at the best estimates and its bounds.
+CREATE OR REPLACE MACRO release_neighbours(window_minutes := 120) AS TABLE
+SELECT r.event_id AS release_id, r.title AS release_title, r.ts_utc AS release_utc,
+       a.event_id, a.kind, a.title, a.ts_utc,
+       round(epoch(a.ts_utc - r.ts_utc) / 60, 1) AS gap_minutes,
+       round(epoch(a.earliest_utc - r.latest_utc) / 60, 1) AS gap_min_minutes,
+       round(epoch(a.latest_utc - r.earliest_utc) / 60, 1) AS gap_max_minutes,
+       CASE WHEN a.latest_utc < r.earliest_utc THEN 'event first'
+            WHEN a.earliest_utc > r.latest_utc THEN 'release first'
+            ELSE 'order unknown' END AS came_first
+FROM events r JOIN events a
+  ON a.event_id <> r.event_id
+ AND a.earliest_utc <= r.latest_utc + to_minutes(CAST(window_minutes AS BIGINT))
+ AND a.latest_utc >= r.earliest_utc - to_minutes(CAST(window_minutes AS BIGINT))
+WHERE r.kind = 'leak_release'
+ORDER BY r.ts_utc, a.ts_utc;
+
+-- Items of every source per UTC hour: a gap in collection must not be read as a quiet hour.
+CREATE OR REPLACE VIEW v_items_hourly AS
+SELECT s.name AS source, s.role, time_bucket(INTERVAL 1 HOUR, i.published_utc) AS hour_utc,
+       count(*) AS items
+FROM items i JOIN sources s USING (source_id)
+WHERE i.published_utc IS NOT NULL
+GROUP BY ALL;
+
+-- Every import, newest first, with what it brought and what it rejected.
+CREATE OR REPLACE VIEW v_imports AS
+SELECT m.import_id, m.kind, s.name AS source, m.file_name, m.started_utc, m.rows_read,
+       m.rows_new, m.rows_updated, m.rows_rejected, m.errors, m.file_sha256
+FROM imports m LEFT JOIN sources s USING (source_id)
+ORDER BY m.import_id DESC;
+
+-- Results of the newest run of each claim.
+CREATE OR REPLACE VIEW v_latest_results AS
+SELECT r.*, a.claim_id, a.created_utc, a.null_model, a.window_minutes, a.surrogates, a.seed
+FROM results r JOIN analysis_runs a USING (run_id)
+WHERE a.created_utc = (SELECT max(created_utc) FROM analysis_runs b WHERE b.claim_id = a.claim_id);
