@@ -114,7 +114,7 @@ def import_events(con: duckdb.DuckDBPyConnection, path: Path | str) -> ImportRep
                  lambda i: f"precision_minutes {f['precision_minutes'].iat[i]!r} is not a number")
 
     def text(column: str) -> pd.Series:
-        return f[column].str.strip().replace("", None) if column in f else pd.Series(None, index=f.index)
+        return f[column].str.strip().replace("", None) if column in f else pd.Series(None, index=f.index, dtype="string")
 
     frame = pd.DataFrame(
         {

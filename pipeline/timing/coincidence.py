@@ -81,6 +81,8 @@ class CoincidenceResult:
     testable: np.ndarray
     positions: np.ndarray
     reasons: list[str | None]
+    greater: np.ndarray  # per release: surrogates with a strictly larger count
+    equal: np.ndarray  # per release: surrogates with the same count
     window_s: float
     null: str
     null_description: str
@@ -91,6 +93,17 @@ class CoincidenceResult:
     @property
     def min_attainable_pvalue(self) -> float:
         return 1.0 / (self.n_surrogates + 1)
+
+    def randomized_pvalues(self, rng: np.random.Generator) -> np.ndarray:
+        """Per-release p-values with ties broken at random: exactly uniform under the null.
+
+        Counts tie often, which makes the ordinary p-value conservative (it puts every tie on
+        the extreme side). Use these to check calibration or to combine tests; report the
+        ordinary ones.
+        """
+        u = rng.random(self.greater.shape)
+        p = (self.greater + u * (self.equal + 1)) / (self.n_surrogates + 1)
+        return np.where(self.testable, p, np.nan)
 
 
 def coincidence_test(
@@ -127,18 +140,20 @@ def coincidence_test(
         d = null.draw(rel, coverage, window_s, step, rng, size)
         c = counter.window(d.steps, w)
         c[:, ~testable] = 0
-        return (c >= observed).sum(axis=0), c.sum(axis=0), c.sum(axis=1)
+        return (c > observed).sum(axis=0), (c == observed).sum(axis=0), c.sum(axis=0), c.sum(axis=1)
 
     parts = _run_chunks(run, n_surrogates, m, seed)
-    exceed = sum(p[0] for p in parts)
-    mean = sum(p[1] for p in parts) / n_surrogates
-    pooled = np.concatenate([p[2] for p in parts])
-    pvals = np.where(testable, (1 + exceed) / (n_surrogates + 1), np.nan)
+    greater = sum(p[0] for p in parts)
+    equal = sum(p[1] for p in parts)
+    mean = sum(p[2] for p in parts) / n_surrogates
+    pooled = np.concatenate([p[3] for p in parts])
+    pvals = np.where(testable, (1 + greater + equal) / (n_surrogates + 1), np.nan)
     pooled_p = float(_mc_pvalue(pooled, obs_total)) if testable.any() else float("nan")
     return CoincidenceResult(
         statistic=float(obs_total), pvalue=pooled_p, counts=observed, pvalues=pvals,
         null_distribution=pooled, null_counts_mean=np.where(testable, mean, np.nan),
-        testable=testable, positions=probe.positions, reasons=probe.reason, window_s=window_s,
+        testable=testable, positions=probe.positions, reasons=probe.reason, greater=greater,
+        equal=equal, window_s=window_s,
         null=null.name, null_description=null.describe(), n_surrogates=n_surrogates, seed=seed,
         parameters={**null.parameters(), "window_minutes": window_s / 60, "step_s": step,
                     "coverage": [coverage.start, coverage.end]},
@@ -177,7 +192,7 @@ def _poisson_test(rel, ann, window_s, coverage, null: Poisson) -> CoincidenceRes
         null_distribution=np.array([]), null_counts_mean=np.where(testable, expected, np.nan),
         testable=testable, positions=np.full(len(rel), -1),
         reasons=[None if t else "release is outside the coverage" for t in testable],
-        window_s=window_s, null=null.name, null_description=null.describe(), n_surrogates=0,
+        greater=np.zeros(len(rel), dtype=int), equal=np.zeros(len(rel), dtype=int), window_s=window_s, null=null.name, null_description=null.describe(), n_surrogates=0,
         seed=None, parameters={"null": null.name, "window_minutes": window_s / 60,
                                "rate_per_hour": rate * 3600},
     )

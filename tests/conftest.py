@@ -1,0 +1,58 @@
+"""Shared fixtures. Airflow's environment is set before anything can import airflow."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures"
+
+
+def pytest_configure(config):
+    home = ROOT / ".pytest-airflow-home"
+    home.mkdir(exist_ok=True)
+    os.environ.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW_PROJECT=str(ROOT),
+        AIRFLOW_CONFIG=str(ROOT / "airflow.cfg"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/test.db",
+    )
+    # Tests must not depend on the developer's machine zone.
+    os.environ["TZ"] = "America/Los_Angeles"
+
+
+@pytest.fixture
+def db_path(tmp_path) -> pathlib.Path:
+    return tmp_path / "test.duckdb"
+
+
+@pytest.fixture
+def con(db_path):
+    from pipeline.database import open_db
+
+    with open_db(db_path) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def case_db_template(tmp_path_factory) -> pathlib.Path:
+    """The 2016 case study loaded once per session; tests get a copy."""
+    from pipeline.database import open_db
+    from pipeline.demo import load_case_study
+
+    path = tmp_path_factory.mktemp("case") / "case.duckdb"
+    with open_db(path) as c:
+        load_case_study(c, say=lambda _: None)
+    return path
+
+
+@pytest.fixture
+def case_db(case_db_template, tmp_path) -> pathlib.Path:
+    path = tmp_path / "case.duckdb"
+    shutil.copy(case_db_template, path)
+    return path
