@@ -7,13 +7,9 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from pipeline.timing import simulate
-from pipeline.timing.coincidence import (
-    _chunks,
-    benjamini_hochberg,
-    coincidence_test,
-    correlogram_test,
-)
-from pipeline.timing.counting import Announcements, PositionCounter
+from pipeline.timing import counting
+from pipeline.timing.coincidence import benjamini_hochberg, coincidence_test, correlogram_test
+from pipeline.timing.counting import Announcements, PositionCounter, Reach
 from pipeline.timing.gaps import lead_lag, nearest_gaps
 from pipeline.timing.nulls import WEEK, CircularShift, Coverage, Jitter, Poisson, WeekdayHourShuffle
 
@@ -44,8 +40,7 @@ def test_counts_and_pvalues_match_brute_force(null, seed):
     s = 199
     res = coincidence_test(rel, ann, window_s=w, null=null, coverage=cov, n_surrogates=s, seed=seed)
     # Re-draw the very same surrogates and count them the slow way.
-    (child,) = np.random.SeedSequence(seed).spawn(len(_chunks(s, len(rel))))
-    draws = null.draw(rel, cov, w, STEP, np.random.default_rng(child), s)
+    draws = null.draw(rel, cov, w, STEP, np.random.default_rng(seed), s)
     times = Announcements.of(ann)
     if null.circular:
         period = null.period_steps(cov, STEP) * STEP
@@ -62,17 +57,34 @@ def test_counts_and_pvalues_match_brute_force(null, seed):
     np.testing.assert_array_equal(res.null_distribution, null_counts.sum(1))
 
 
-def test_table_and_search_paths_count_identically():
+@pytest.mark.parametrize("max_cells", [counting.MAX_TABLE_CELLS, 10])  # tables, then search
+def test_table_and_search_paths_count_identically(max_cells, monkeypatch):
+    monkeypatch.setattr(counting, "MAX_TABLE_CELLS", max_cells)
     rng = np.random.default_rng(7)
     ann = Announcements.of(rng.uniform(0, 1e6, 4000))
-    for bases in (np.round(rng.uniform(2e5, 8e5, 30)),           # few phases: tables
-                  rng.uniform(2e5, 8e5, 200)):                   # every phase distinct: search
-        steps = rng.integers(-300, 300, (50, len(bases)))
-        pc = PositionCounter(ann, bases, STEP, 120, (-300, 300))
+    # Weekly segments (like the shuffle) and one plain interval (like jitter), odd phases too.
+    reaches = [Reach(10080, -3, 2, -20, 39), Reach.interval(-300, 300)]
+    for bases in (np.round(rng.uniform(2e5, 8e5, 30)), rng.uniform(2e5, 8e5, 30)):
+        reach = [reaches[i % 2] for i in range(len(bases))]
+        k = rng.integers(-3, 3, (50, len(bases)))
+        j = rng.integers(-20, 40, (50, len(bases)))
+        steps = np.where(np.arange(len(bases)) % 2 == 0, k * 10080 + j, rng.integers(-300, 301, (50, len(bases))))
+        pc = PositionCounter(ann, bases, STEP, 120, reach)
         pos = bases + steps * STEP
         assert np.array_equal(pc.window(steps, 120), brute_counts(ann.times, pos, 7200))
         d = ann.times[None, None, :] - pos[..., None]
         assert np.array_equal(pc.between(steps, -7, 3), ((d >= -420) & (d < 180)).sum(-1))
+
+
+def test_announcements_exactly_on_window_edges_are_inside():
+    """|a - r| <= W is closed: ties on both edges count, however many share the instant."""
+    base = 1_475_870_400.0
+    ann = np.array([base - 3600] * 3 + [base + 3600] * 2 + [base + 3601, base - 3601])
+    reach = [Reach(10080, -1, 1, -30, 29)]
+    pc = PositionCounter(Announcements.of(ann), np.array([base]), STEP, 60, reach)
+    steps = np.array([[0], [1], [-1], [10080]])
+    assert pc.window(steps, 60)[:, 0].tolist() == [5, 3, 4, 0]
+    assert np.array_equal(pc.window(steps, 60), brute_counts(ann, base + steps * STEP, 3600))
 
 
 def test_correlogram_matches_a_histogram_of_lags():

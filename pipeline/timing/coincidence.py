@@ -40,11 +40,6 @@ def _as_steps(window_s: float, step: float) -> int:
     return int(round(w))
 
 
-def _chunks(n_surrogates: int, m: int) -> list[int]:
-    size = max(1, CHUNK_ELEMENTS // max(m, 1))
-    return [min(size, n_surrogates - i) for i in range(0, n_surrogates, size)]
-
-
 def _prepare(announcements, coverage: Coverage, null: Null, step: float):
     times = np.asarray(announcements, dtype=np.float64)
     if null.circular:
@@ -54,14 +49,28 @@ def _prepare(announcements, coverage: Coverage, null: Null, step: float):
     return Announcements.of(times)
 
 
-def _run_chunks(fn, n_surrogates: int, m: int, seed) -> list:
-    sizes = _chunks(n_surrogates, m)
-    seeds = np.random.SeedSequence(seed).spawn(len(sizes))
-    jobs = [(size, np.random.default_rng(s)) for size, s in zip(sizes, seeds)]
-    if len(jobs) == 1:
-        return [fn(*jobs[0])]
+def _draw_chunks(null: Null, rel, coverage, window_s, step, n_surrogates: int, seed):
+    """Surrogate steps, release-major ((m, S) so each release's column is contiguous), in chunks
+    of bounded size from one seeded generator (a result never depends on chunking or threads)."""
+    rng = np.random.default_rng(seed)
+    size = max(1, CHUNK_ELEMENTS // max(len(rel), 1))
+    for done in range(0, n_surrogates, size):
+        steps = null.draw(rel, coverage, window_s, step, rng, min(size, n_surrogates - done)).steps
+        yield np.ascontiguousarray(steps.T)
+
+
+def _sum_over_releases(fn, releases: np.ndarray, shape) -> np.ndarray:
+    """Σ fn(i) over ``releases``, in THREADS contiguous blocks run in parallel (numpy's gathers
+    release the GIL), each block summing in place into its own accumulator."""
+    def block(ids):
+        acc = np.zeros(shape, dtype=np.int64)
+        for i in ids:
+            acc += fn(i)
+        return acc
+    if len(releases) < 64:
+        return block(releases)
     with ThreadPoolExecutor(THREADS) as pool:
-        return list(pool.map(lambda job: fn(*job), jobs))
+        return sum(pool.map(block, np.array_split(releases, THREADS)))
 
 
 @dataclass
@@ -131,22 +140,26 @@ def coincidence_test(
         return _poisson_test(rel, ann, window_s, coverage, null)
 
     probe = null.draw(rel, coverage, window_s, step, np.random.default_rng(0), 1)
-    counter = _counter(ann, rel, step, w, null, coverage, probe)
-    observed = counter.window(np.zeros((1, m), dtype=np.int64), w)[0]
+    counter = PositionCounter(ann, rel, step, w, probe.reach)
     testable = probe.testable
+    zero = np.zeros(1, dtype=np.int64)
+    observed = np.array([counter.release(i).window(zero, w)[0] for i in range(m)])
     obs_total = observed[testable].sum()
-
-    def run(size, rng):
-        d = null.draw(rel, coverage, window_s, step, rng, size)
-        c = counter.window(d.steps, w)
-        c[:, ~testable] = 0
-        return (c > observed).sum(axis=0), (c == observed).sum(axis=0), c.sum(axis=0), c.sum(axis=1)
-
-    parts = _run_chunks(run, n_surrogates, m, seed)
-    greater = sum(p[0] for p in parts)
-    equal = sum(p[1] for p in parts)
-    mean = sum(p[2] for p in parts) / n_surrogates
-    pooled = np.concatenate([p[3] for p in parts])
+    greater = np.zeros(m, dtype=np.int64)
+    equal = np.zeros(m, dtype=np.int64)
+    total = np.zeros(m, dtype=np.float64)
+    pooled_parts = []
+    live = np.flatnonzero(testable)
+    for steps in _draw_chunks(null, rel, coverage, window_s, step, n_surrogates, seed):
+        def one(i, steps=steps):
+            c = counter.release(i).window(steps[i], w)
+            greater[i] += (c > observed[i]).sum()
+            equal[i] += (c == observed[i]).sum()
+            total[i] += c.sum()
+            return c
+        pooled_parts.append(_sum_over_releases(one, live, steps.shape[1]))
+    pooled = np.concatenate(pooled_parts)
+    mean = total / n_surrogates
     pvals = np.where(testable, (1 + greater + equal) / (n_surrogates + 1), np.nan)
     pooled_p = float(_mc_pvalue(pooled, obs_total)) if testable.any() else float("nan")
     return CoincidenceResult(
@@ -158,21 +171,6 @@ def coincidence_test(
         parameters={**null.parameters(), "window_minutes": window_s / 60, "step_s": step,
                     "coverage": [coverage.start, coverage.end]},
     )
-
-
-def _counter(ann, rel, step, reach, null, coverage, probe: Draws) -> PositionCounter:
-    # Tables must span every step any surrogate can take; ask the null for its extremes.
-    span = _null_span(null, rel, coverage, step, probe)
-    return PositionCounter(ann, rel, step, reach, span)
-
-
-def _null_span(null, rel, coverage, step, probe) -> tuple[int, int]:
-    first = np.floor((coverage.start - rel) / step).astype(np.int64)
-    last = np.ceil((coverage.end - rel) / step).astype(np.int64)
-    if null.name == "jitter":
-        return probe.span
-    # Every other null keeps positions inside the coverage.
-    return (int(first.min(initial=0)), int(last.max(initial=0)))
 
 
 def _poisson_test(rel, ann, window_s, coverage, null: Poisson) -> CoincidenceResult:
@@ -263,20 +261,18 @@ def correlogram_test(
     ann = _prepare(announcements, coverage, null, step)
     probe = null.draw(rel, coverage, max_lag_s, step, np.random.default_rng(0), 1)
     testable = probe.testable
-    counter = _counter(ann, rel, step, lag, null, coverage, probe)
+    counter = PositionCounter(ann, rel, step, lag, probe.reach)
+    live = np.flatnonzero(testable)
 
-    def correlogram(steps):
-        cum = np.stack([counter._edge(steps, int(e), "left")[:, testable].sum(axis=1)
-                        for e in edges], axis=1)
-        return np.diff(cum, axis=1)
+    def correlogram(steps):  # steps: (m, S)
+        def one(i):
+            cum = counter.release(i).edge(steps[i][:, None], edges[None, :], "left")
+            return np.diff(cum, axis=1)
+        return _sum_over_releases(one, live, (steps.shape[1], len(edges) - 1))
 
-    observed = correlogram(np.zeros((1, m), dtype=np.int64))[0].astype(float)
-
-    def run(size, rng):
-        d = null.draw(rel, coverage, max_lag_s, step, rng, size)
-        return correlogram(d.steps)
-
-    null_c = np.concatenate(_run_chunks(run, n_surrogates, m * len(edges), seed)).astype(float)
+    observed = correlogram(np.zeros((m, 1), dtype=np.int64))[0].astype(float)
+    null_c = np.concatenate([correlogram(steps) for steps in
+                             _draw_chunks(null, rel, coverage, max_lag_s, step, n_surrogates, seed)]).astype(float)
     mean = null_c.mean(axis=0)
     sd = null_c.std(axis=0, ddof=1)
     sd = np.where(sd > 0, sd, 1.0)

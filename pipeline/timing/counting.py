@@ -1,11 +1,14 @@
 """Counting announcements near many candidate release positions, exactly and fast.
 
-Every null model here moves releases by whole steps of ``step`` seconds (a minute by default),
-so each candidate position is ``base + k * step`` for an integer k. For releases sharing the
-same ``base mod step`` we tabulate, once, how many announcements lie before each grid point;
-any count in a window whose edges are whole steps is then two lookups in a small table instead
-of two binary searches over a million announcements. Releases whose phases are too varied to
-share tables fall back to ``np.searchsorted``; both paths give identical counts.
+Every null model moves a release by whole steps (a minute by default) within a set of positions
+it declares up front (its ``Reach``: for the weekday-hour shuffle, one hour-wide segment per
+week). For each release we tabulate, once, how many announcements lie before every reachable
+grid point, plus the window or lag margins. A count over a window whose edges are whole steps is
+then two lookups in a table of a few thousand entries, which stays in cache while all the
+surrogates of that release are counted; no binary search over a million announcements per
+surrogate. Releases whose reach is too large to tabulate (or that share a grid, as under the
+circular shift) share tables by grid or fall back to ``np.searchsorted``. All paths give
+identical counts; the tests check them against brute force.
 """
 
 from __future__ import annotations
@@ -14,10 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Above this many distinct phases, building tables costs more than it saves.
-MAX_TABLE_GROUPS = 64
-# A table covers the span plus margins; refuse absurd spans rather than allocate gigabytes.
-MAX_TABLE_CELLS = 50_000_000
+# Above this many cells a release's table costs more to build than searching saves.
+MAX_TABLE_CELLS = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -49,56 +50,149 @@ class Announcements:
         return np.concatenate([before, t, after])
 
 
-class PositionCounter:
-    """Counts for positions ``bases[i] + steps[..., i] * step`` (the last axis is the release).
+@dataclass(frozen=True)
+class Reach:
+    """The steps a null can move one release by: {k * period + j : k_lo <= k <= k_hi, a <= j <= b}.
 
-    ``window(steps, w)``: announcements with |t - position| <= w * step.
-    ``between(steps, lo, hi)``: announcements with position + lo*step <= t < position + hi*step.
-    ``span_steps`` bounds the steps that will be asked for, ``reach_steps`` the offsets.
+    ``b - a < period``, so every reachable step has one (k, j). Step 0 (the observed position)
+    must be reachable.
     """
 
-    def __init__(self, ann: Announcements, bases: np.ndarray, step: float, reach_steps: int,
-                 span_steps: tuple[int, int]):
-        self.step = float(step)
-        self.bases = np.asarray(bases, dtype=np.float64)
-        self.times = ann.unrolled((reach_steps + 1) * self.step)
-        self.index: np.ndarray | None = None  # per release: table offset of step 0
-        lo_steps, hi_steps = span_steps
-        phase = np.mod(self.bases, self.step)
-        phases, group_of = np.unique(phase, return_inverse=True)
-        anchor = np.rint((self.bases - phase) / self.step).astype(np.int64)
-        if not 0 < len(phases) <= MAX_TABLE_GROUPS:
-            return
-        grids, index, used = [], np.empty(len(self.bases), dtype=np.int64), 0
-        for g, ph in enumerate(phases):
-            members = group_of == g
-            k0 = int(anchor[members].min()) + lo_steps - reach_steps
-            k1 = int(anchor[members].max()) + hi_steps + reach_steps
-            if used + (k1 - k0 + 1) > MAX_TABLE_CELLS:
-                return
-            grids.append(ph + self.step * np.arange(k0, k1 + 1, dtype=np.float64))
-            index[members] = used - k0 + anchor[members]
-            used += k1 - k0 + 1
-        grid = np.concatenate(grids)
-        # Cumulative counts at every grid point: < (left) and <= (right).
-        self.lt = np.searchsorted(self.times, grid, side="left").astype(np.int32)
-        self.le = np.searchsorted(self.times, grid, side="right").astype(np.int32)
-        self.index = index
+    period: int
+    k_lo: int
+    k_hi: int
+    a: int
+    b: int
+
+    @classmethod
+    def interval(cls, lo: int, hi: int) -> Reach:
+        return cls(period=hi - lo + 1, k_lo=0, k_hi=0, a=lo, b=hi)
 
     @property
-    def tabulated(self) -> bool:
-        return self.index is not None
+    def cells(self) -> int:
+        return (self.k_hi - self.k_lo + 1) * (self.b - self.a + 1)
 
-    def _edge(self, steps: np.ndarray, offset: int, side: str) -> np.ndarray:
-        steps = np.asarray(steps, dtype=np.int64)
-        if self.index is None:
-            pos = self.bases + (steps + offset) * self.step
+
+class ReleaseTable:
+    """Cumulative announcement counts at every grid point a release can reach, ± a margin."""
+
+    def __init__(self, times: np.ndarray, origin: float, step: float, reach: Reach, margin: int):
+        self.reach = reach
+        self.margin = margin
+        self.width = reach.b - reach.a + 1 + 2 * margin
+        ks = np.arange(reach.k_lo, reach.k_hi + 1)
+        js = np.arange(reach.a - margin, reach.b + margin + 1)
+        grid = origin + step * (ks[:, None] * reach.period + js[None, :]).ravel().astype(np.float64)
+        self._times = times
+        self._grid = grid
+        self.lt = np.searchsorted(times, grid, side="left").astype(np.int32)
+        self._le: np.ndarray | None = None
+
+    @property
+    def le(self) -> np.ndarray:
+        if self._le is None:  # only windows closed on the right need it
+            # "<=" differs from "<" only where an announcement sits exactly on a grid point.
+            le = self.lt.copy()
+            n = len(self._times)
+            if n:
+                on = self._times[np.minimum(self.lt, n - 1)] == self._grid
+                le[on] = np.searchsorted(self._times, self._grid[on], side="right")
+            self._le = le
+        return self._le
+
+    def index(self, steps: np.ndarray, offset) -> np.ndarray:
+        r = self.reach
+        if r.k_lo == r.k_hi == 0:  # one segment (jitter, circular): no week arithmetic
+            return steps + (offset - (r.a - self.margin))
+        k = np.floor_divide(steps - r.a, r.period)
+        return (k - r.k_lo) * self.width + (steps + offset - k * r.period - (r.a - self.margin))
+
+
+class ReleaseCounter:
+    """Counts for one release at positions ``base + steps * step``."""
+
+    def __init__(self, times: np.ndarray, base: float, step: float, table: ReleaseTable | None):
+        self.times = times
+        self.base = base
+        self.step = step
+        self.table = table
+
+    def edge(self, steps: np.ndarray, offset, side: str) -> np.ndarray:
+        """#announcements < position + offset*step (left) or <= it (right).
+
+        ``offset`` may be an array broadcasting against ``steps`` (all lag edges at once).
+        """
+        if self.table is None:
+            pos = self.base + (steps + offset) * self.step
             return np.searchsorted(self.times, pos, side=side)
-        table = self.lt if side == "left" else self.le
-        return table[steps + (self.index + offset)]
+        idx = self.table.index(steps, offset)
+        return (self.table.lt if side == "left" else self.table.le)[idx]
 
     def window(self, steps: np.ndarray, w: int) -> np.ndarray:
-        return self._edge(steps, w, "right").astype(np.int64) - self._edge(steps, -w, "left")
+        """Announcements with |t - position| <= w steps."""
+        return self.edge(steps, w, "right").astype(np.int64) - self.edge(steps, -w, "left")
 
     def between(self, steps: np.ndarray, lo: int, hi: int) -> np.ndarray:
-        return self._edge(steps, hi, "left").astype(np.int64) - self._edge(steps, lo, "left")
+        """Announcements with position + lo*step <= t < position + hi*step."""
+        return self.edge(steps, hi, "left").astype(np.int64) - self.edge(steps, lo, "left")
+
+
+class PositionCounter:
+    """One ``ReleaseCounter`` per release, sharing tables between releases on the same grid."""
+
+    def __init__(self, ann: Announcements, bases: np.ndarray, step: float, margin: int,
+                 reaches: list[Reach]):
+        self.step = float(step)
+        self.bases = np.asarray(bases, dtype=np.float64)
+        self.times = ann.unrolled((margin + 1) * self.step)
+        self.margin = margin
+        self.reaches = reaches
+        self._shared: dict[tuple, ReleaseTable] = {}
+        self._counters: dict[int, ReleaseCounter] = {}
+
+    def release(self, i: int) -> ReleaseCounter:
+        found = self._counters.get(i)
+        if found is None:
+            found = self._counters[i] = self._build(i)
+        return found
+
+    def _build(self, i: int) -> ReleaseCounter:
+        base = self.bases[i]
+        reach = self.reaches[i]
+        if reach.cells + (reach.k_hi - reach.k_lo + 1) * 2 * self.margin > MAX_TABLE_CELLS:
+            return ReleaseCounter(self.times, base, self.step, None)
+        # Releases whose grids coincide (same phase, same absolute cells) share one table.
+        phase = float(np.mod(base, self.step))
+        anchor = int(round((base - phase) / self.step))
+        key = (phase, anchor + reach.a + reach.k_lo * reach.period, reach.b - reach.a,
+               reach.period, reach.k_hi - reach.k_lo)
+        table = self._shared.get(key)
+        if table is None:
+            table = ReleaseTable(self.times, base, self.step, reach, self.margin)
+            self._shared[key] = table
+        elif table.reach != reach:
+            table = _rebased(table, reach)
+        return ReleaseCounter(self.times, base, self.step, table)
+
+    # Whole-matrix conveniences (the last axis is the release), used by tests and small jobs.
+    def window(self, steps: np.ndarray, w: int) -> np.ndarray:
+        steps = np.asarray(steps, dtype=np.int64)
+        out = np.empty(steps.shape, dtype=np.int64)
+        for i in range(steps.shape[-1]):
+            out[..., i] = self.release(i).window(steps[..., i], w)
+        return out
+
+    def between(self, steps: np.ndarray, lo: int, hi: int) -> np.ndarray:
+        steps = np.asarray(steps, dtype=np.int64)
+        out = np.empty(steps.shape, dtype=np.int64)
+        for i in range(steps.shape[-1]):
+            out[..., i] = self.release(i).between(steps[..., i], lo, hi)
+        return out
+
+
+def _rebased(table: ReleaseTable, reach: Reach) -> ReleaseTable:
+    """The same cells seen from another release on the same grid (its steps are shifted)."""
+    view = object.__new__(ReleaseTable)
+    view.__dict__.update(table.__dict__)
+    view.reach = reach
+    return view

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from .counting import Reach
+
 WEEK = 7 * 86400
 DAY = 86400
 # 1970-01-05 00:00 UTC was a Monday: weeks are counted from there.
@@ -48,7 +50,7 @@ class Draws:
     testable: np.ndarray  # (m,) bool: the null has room for this release inside the coverage
     positions: np.ndarray  # (m,) how many distinct positions the null can put each release at
     reason: list[str | None]  # why a release is not testable
-    span: tuple[int, int]  # min and max step drawn (for table sizes)
+    reach: list[Reach]  # every step the null could have drawn, per release
 
 
 class Null:
@@ -115,13 +117,15 @@ class WeekdayHourShuffle(Null):
                   "whole weekday-hour bucket" for t in testable]
         dk_lo = np.where(testable, dk_lo, 0)
         dk_hi = np.where(testable, dk_hi, 0)
+        j_lo = np.where(testable, j_lo, 0)
+        j_hi = np.where(testable, j_hi, 0)
         weeks = rng.integers(dk_lo, dk_hi + 1, size=(n, m))
         within = rng.integers(j_lo, j_hi + 1, size=(n, m))
         steps = weeks * per_week + within
-        steps[:, ~testable] = 0
-        positions = (dk_hi - dk_lo + 1) * per_bucket
-        span = (int(steps.min(initial=0)), int(steps.max(initial=0)))
-        return Draws(steps, testable, positions, reason, span)
+        positions = (dk_hi - dk_lo + 1) * (j_hi - j_lo + 1)
+        reach = [Reach(per_week, int(a), int(b), int(c), int(d))
+                 for a, b, c, d in zip(dk_lo, dk_hi, j_lo, j_hi)]
+        return Draws(steps, testable, positions, reason, reach)
 
 
 class Jitter(Null):
@@ -148,8 +152,9 @@ class Jitter(Null):
         reason = [None if t else "release ± (jitter + window) is outside the coverage" for t in testable]
         steps = rng.integers(-reach, reach + 1, size=(n, m))
         steps[:, ~testable] = 0
-        positions = np.full(m, 2 * reach + 1)
-        return Draws(steps, testable, positions, reason, (-reach, reach))
+        positions = np.where(testable, 2 * reach + 1, 1)
+        reaches = [Reach.interval(-reach, reach) if t else Reach.interval(0, 0) for t in testable]
+        return Draws(steps, testable, positions, reason, reaches)
 
 
 class CircularShift(Null):
@@ -190,9 +195,10 @@ class CircularShift(Null):
         steps = shift + np.zeros((1, m), dtype=np.int64)
         steps = np.where(offset + steps >= period, steps - period, steps)
         steps[:, ~testable] = 0
-        positions = np.full(m, period // unit_steps)
-        span = (int(steps.min(initial=0)), int(steps.max(initial=0)))
-        return Draws(steps, testable, positions, reason, span)
+        positions = np.where(testable, period // unit_steps, 1)
+        reaches = [Reach.interval(-int(o), period - 1 - int(o)) if t else Reach.interval(0, 0)
+                   for o, t in zip(offset, testable)]
+        return Draws(steps, testable, positions, reason, reaches)
 
 
 class Poisson(Null):

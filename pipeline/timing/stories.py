@@ -25,7 +25,7 @@ class StoryRule:
 
     def matches(self, texts: pd.Series) -> np.ndarray:
         text = texts.fillna("").astype(str)
-        hit = text.str.contains(self.pattern(self.any_of), regex=True).to_numpy(dtype=bool)
+        hit = text.str.contains(self.pattern(self.any_of), regex=True).to_numpy(dtype=bool, copy=True)
         if self.none_of:
             hit &= ~text.str.contains(self.pattern(self.none_of), regex=True).to_numpy(dtype=bool)
         return hit

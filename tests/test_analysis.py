@@ -1,0 +1,102 @@
+"""Claims against the real 2016 data: the verdict's facts, stored runs, reruns that add nothing."""
+
+import dataclasses
+
+import pytest
+
+from pipeline.analysis import run_claim, store_result
+from pipeline.claims import ClaimError, load_claim, parse_claim
+from pipeline.database import open_db, query_one
+from pipeline.verdict import render_text, verdict
+
+
+@pytest.fixture
+def oct7(case_db):
+    with open_db(case_db) as con:
+        result = run_claim(con, load_claim("oct7_2016"), surrogates=999, draws=20)
+        yield con, result
+
+
+def test_the_named_announcements_and_their_gaps(oct7):
+    _, r = oct7
+    gaps = {c.event.event_id: (c.gap_best_min, c.gap_lo_min, c.gap_hi_min, c.order) for c in r.competitors}
+    # DHS/ODNI 'around 3:30 pm' = 19:15-19:45Z; the release 20:32Z (to the minute).
+    assert gaps["E012"] == (-62.0, -78.0, -47.0, "announcement first")
+    assert gaps["E013"] == (-30.0, -31.0, -29.0, "announcement first")
+
+
+def test_every_stream_is_tested_and_the_curated_one_is_marked(oct7):
+    _, r = oct7
+    by = {s.stream.spec.label: s for s in r.streams}
+    assert set(by) == {"@HillaryClinton tweets", "@realDonaldTrump tweets",
+                       "headline stream (IRA NewsFeed accounts)", "sourced timeline announcements"}
+    curated = by["sourced timeline announcements"]
+    assert curated.stream.spec.curated
+    assert curated.stream.excluded > 0  # day-only announcements can't sit in a 2 h window
+    clinton = by["@HillaryClinton tweets"].releases[0]
+    # Clinton tweeted at 20:02:25, 20:55:13 and 19:00: three within ±120 min of 20:32.
+    assert clinton.count_median == 3 and clinton.testable
+    assert 0 < clinton.pvalue <= 1 and clinton.candidate_weeks >= 9
+    ira = by["headline stream (IRA NewsFeed accounts)"].releases[0]
+    assert ira.candidate_weeks == 2  # the stream covers two weeks: the verdict must say so
+    assert not any(s.releases[0].qvalue != s.releases[0].qvalue for s in r.streams if not s.stream.spec.curated)
+
+
+def test_the_verdict_carries_its_null_window_pvalue_and_caveats(oct7):
+    _, r = oct7
+    text = render_text(r)
+    for needle in ("19:30", "20:02", "20:32", "-62 min", "-30 min", "shuffle-weekday-hour",
+                   "±120 min", "999 surrogates", "seed 20161007", "never proof of intent",
+                   "chosen after the fact", "Curated", "not evidence"):
+        assert needle in text, needle
+    v = verdict(r)
+    assert v.headline.startswith("WikiLeaks")
+    assert any("came last" in line for line in v.lines)
+
+
+def test_a_run_is_stored_once(oct7):
+    con, r = oct7
+    assert store_result(con, r) is True
+    n = query_one(con, "SELECT count(*) FROM results WHERE run_id = ?", [r.run_id])[0]
+    assert n >= 4
+    again = run_claim(con, load_claim("oct7_2016"), surrogates=999, draws=20)
+    assert again.run_id == r.run_id
+    assert store_result(con, again) is False
+    assert query_one(con, "SELECT count(*) FROM results")[0] == n
+    assert query_one(con, "SELECT count(*) FROM analysis_runs")[0] == 1
+    other = run_claim(con, load_claim("oct7_2016"), surrogates=999, draws=20, seed=1)
+    assert other.run_id != r.run_id
+
+
+def test_the_series_claim_carries_day_only_uncertainty(case_db):
+    with open_db(case_db) as con:
+        r = run_claim(con, load_claim("podesta_series"), surrogates=199, draws=10)
+    assert len(r.releases) == 36
+    clinton = r.streams[0]
+    assert clinton.draws == 10
+    assert clinton.pooled_pvalue_min < clinton.pooled_pvalue_max
+    ira = r.streams[2]
+    assert 0 < sum(t.testable for t in ira.releases) < 36  # only 1-14 Oct is covered
+    assert all(t.reason for t in ira.releases if not t.testable)
+
+
+def test_claim_files_are_checked(tmp_path):
+    doc = {"id": "x", "title": "t", "releases": {"event_ids": ["E1"]},
+           "streams": [{"source": "s"}], "null": "coin-toss"}
+    with pytest.raises(ClaimError, match="null 'coin-toss' is not one of"):
+        parse_claim(doc, "x.yaml")
+    doc["null"] = "jitter"
+    doc["streams"] = [{"source": "s", "events": {"kinds": ["announcement"]}}]
+    with pytest.raises(ClaimError, match="exactly one of 'source' or 'events'"):
+        parse_claim(doc, "x.yaml")
+    with pytest.raises(ClaimError, match="no claim 'nope'"):
+        load_claim("nope")
+
+
+def test_a_claim_naming_missing_events_says_what_to_do(case_db):
+    claim = dataclasses.replace(load_claim("oct7_2016"), releases=parse_claim(
+        {"id": "x", "title": "t", "releases": {"event_ids": ["E999"]}, "streams": []}).releases)
+    from pipeline.analysis import AnalysisError
+
+    with open_db(case_db) as con, pytest.raises(AnalysisError, match="E999.*import the timeline"):
+        run_claim(con, claim)
