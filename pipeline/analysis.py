@@ -18,7 +18,13 @@ import pandas as pd
 
 from .claims import Claim, EventSelector, StreamSpec, resolve_relative
 from .database import transaction
-from .timing.coincidence import DEFAULT_STEP, CorrelogramResult, benjamini_hochberg, coincidence_test, correlogram_test
+from .timing.coincidence import (
+    DEFAULT_STEP,
+    CorrelogramResult,
+    benjamini_hochberg,
+    coincidence_test,
+    correlogram_test,
+)
 from .timing.displacement import DisplacementResult, displacement
 from .timing.gaps import gap_range, order_of
 from .timing.nulls import Coverage, make_null

@@ -6,8 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from pipeline.timing import simulate
-from pipeline.timing import counting
+from pipeline.timing import counting, simulate
 from pipeline.timing.coincidence import benjamini_hochberg, coincidence_test, correlogram_test
 from pipeline.timing.counting import Announcements, PositionCounter, Reach
 from pipeline.timing.gaps import lead_lag, nearest_gaps

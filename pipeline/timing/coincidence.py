@@ -18,7 +18,7 @@ import numpy as np
 from scipy import stats
 
 from .counting import Announcements, PositionCounter
-from .nulls import Coverage, Draws, Null, Poisson
+from .nulls import Coverage, Null, Poisson
 
 DEFAULT_STEP = 60.0
 # Surrogates are drawn in fixed-size chunks, each with its own child seed, so results do not
