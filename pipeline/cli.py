@@ -142,6 +142,79 @@ def cmd_sql(args, settings) -> int:
     return prompt(settings.db_path, settings.lock_wait_s)
 
 
+def cmd_feeds_add(args, settings) -> int:
+    from .database import open_db
+    from .feeds import FeedSpec, add_feed
+
+    with open_db(settings.db_path, wait_s=settings.lock_wait_s) as con:
+        src, created = add_feed(con, FeedSpec(args.url, args.name, args.role, tuple(args.tag or ())))
+    print(f"{'added' if created else 'already registered'}: {src.name} ({src.role}) {src.url}")
+    return EXIT_OK
+
+
+def cmd_feeds_import(args, settings) -> int:
+    from .database import open_db
+    from .feeds import import_feeds
+
+    with open_db(settings.db_path, wait_s=settings.lock_wait_s) as con:
+        added, existing, problems = import_feeds(con, args.file, role=args.role)
+    for p in problems:
+        print(f"skipped {p}", file=sys.stderr)
+    print(f"{args.file}: {added} feeds added, {existing} already registered, {len(problems)} skipped")
+    return EXIT_PARTIAL if problems else EXIT_OK
+
+
+def cmd_feeds_list(args, settings) -> int:
+    from .database import connect
+    from .feeds import feed_health
+
+    con = connect(settings.db_path, read_only=True, wait_s=settings.lock_wait_s)
+    try:
+        rel = feed_health(con)
+        if not rel.fetchall():
+            print("no feeds registered; add one with `media-timing feeds add URL --name NAME`")
+        else:
+            feed_health(con).show(max_rows=10_000, max_width=200)
+    finally:
+        con.close()
+    return EXIT_OK
+
+
+def cmd_feeds_enable(args, settings) -> int:
+    from .database import open_db
+    from .feeds import enable_feed
+
+    with open_db(settings.db_path, wait_s=settings.lock_wait_s) as con:
+        enable_feed(con, args.name)
+    print(f"enabled {args.name}; it will be polled on the next run")
+    return EXIT_OK
+
+
+def cmd_ingest_feeds(args, settings) -> int:
+    from .ingest import run_ingest
+
+    summary = run_ingest(settings, names=args.feed, force=args.force, show_progress=not args.no_progress)
+    for f in summary.failures:
+        print(f"failed: {f}", file=sys.stderr)
+    print(summary.line())
+    if summary.staged_only:
+        print(f"the database stayed locked: the batch is staged in {summary.staged_only} and will be "
+              "merged by the next run or `media-timing ingest load`", file=sys.stderr)
+    return EXIT_PARTIAL if summary.failed or summary.staged_only else EXIT_OK
+
+
+def cmd_ingest_load(args, settings) -> int:
+    from .database import open_db
+    from .ingest import load_all_staged
+
+    with open_db(settings.db_path, wait_s=settings.lock_wait_s) as con:
+        loads = load_all_staged(con, settings.data_dir / "staging", max_failures=settings.max_failures)
+    new = sum(r.items_new for r in loads)
+    print(f"merged {sum(not r.already_loaded for r in loads)} staged batches ({new} new items); "
+          f"{sum(r.already_loaded for r in loads)} were already merged")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="media-timing",
@@ -206,6 +279,45 @@ def build_parser() -> argparse.ArgumentParser:
                                    "waits politely while a writer holds the file.")
     q.add_argument("query", nargs="?", help="a query; omit for a prompt")
     q.set_defaults(func=cmd_sql)
+
+    roles = ["news", "release", "announcement"]
+    f = sub.add_parser("feeds", help="the feed registry: add, import, list, enable",
+                       description="Register RSS/Atom feeds (http and https only) and see their health.")
+    fsub = f.add_subparsers(dest="what", required=True, metavar="ACTION")
+    fa = fsub.add_parser("add", help="register one feed", description="Register one feed by URL.")
+    fa.add_argument("url")
+    fa.add_argument("--name", required=True, help="a unique name for the feed")
+    fa.add_argument("--role", required=True, choices=roles,
+                    help="news: outlets; release: leak/release channels; announcement: officials, campaigns")
+    fa.add_argument("--tag", action="append", help="a tag (repeatable)")
+    fa.set_defaults(func=cmd_feeds_add)
+    fi = fsub.add_parser("import", help="register feeds from an OPML or YAML file",
+                         description="OPML (<outline xmlUrl=...>, folders become tags) or YAML "
+                                     "(a list of {url, name, role, tags}).")
+    fi.add_argument("file")
+    fi.add_argument("--role", default="news", choices=roles, help="role for entries that name none")
+    fi.set_defaults(func=cmd_feeds_import)
+    fl = fsub.add_parser("list", help="feeds with health: last success, consecutive failures, disabled",
+                         description="Every feed with its last status, last success, consecutive failures and problem.")
+    fl.set_defaults(func=cmd_feeds_list)
+    fe = fsub.add_parser("enable", help="re-enable a feed disabled after failures",
+                         description="Re-enable a feed; its earlier failures stop counting.")
+    fe.add_argument("name")
+    fe.set_defaults(func=cmd_feeds_enable)
+
+    ing = sub.add_parser("ingest", help="poll feeds into the database",
+                         description="Poll due feeds (fetch, parse, stage, merge), or merge staged batches.")
+    isub2 = ing.add_subparsers(dest="what", required=True, metavar="WHAT")
+    inf = isub2.add_parser("feeds", help="poll every due feed once, with a progress bar and a summary",
+                           description="Poll every enabled feed that is due (conditional GET, backoff after "
+                                       "failures, Retry-After honoured), then merge into the database.")
+    inf.add_argument("--feed", action="append", help="only this feed (repeatable)")
+    inf.add_argument("--force", action="store_true", help="poll even feeds that are not due yet")
+    inf.add_argument("--no-progress", action="store_true", help="no progress bar")
+    inf.set_defaults(func=cmd_ingest_feeds)
+    inl = isub2.add_parser("load", help="merge staged batches left by a run that found the database locked",
+                           description="Merge every staged batch under data/staging into the database.")
+    inl.set_defaults(func=cmd_ingest_load)
 
     return p
 

@@ -7,9 +7,11 @@ from .analyze_files import InputError
 from .claims import ClaimError
 from .csvfile import CsvFileError
 from .database import DatabaseLocked, MigrationError
+from .feeds import RegistryError
+from .fetch import UnsupportedURL
 from .store import SourceConflict
 
 USER_ERRORS = (
     AnalysisError, InputError, ClaimError, CsvFileError, DatabaseLocked, MigrationError,
-    SourceConflict, FileNotFoundError,
+    SourceConflict, FileNotFoundError, RegistryError, UnsupportedURL,
 )

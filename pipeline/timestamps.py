@@ -28,7 +28,7 @@ PRECISION_MINUTE = 60
 PRECISION_DAY = 86400
 
 
-def precision_of(raw: str) -> int:
+def precision_of(raw: str) -> int:  # the scalar form of the vectorised check in parse_times
     """Seconds the string resolves: 1, 60 or 86400 (a date without a time of day)."""
     if _HAS_SECONDS.search(raw):
         return PRECISION_SECOND
@@ -62,35 +62,62 @@ def _parse_one(raw: str) -> datetime | None:
         return None
 
 
+# RFC 822 zone names and their offsets; other names are ambiguous and count as no zone.
+_RFC822_ZONES = {"UT": "+0000", "UTC": "+0000", "GMT": "+0000", "Z": "+0000",
+                 "EST": "-0500", "EDT": "-0400", "CST": "-0600", "CDT": "-0500",
+                 "MST": "-0700", "MDT": "-0600", "PST": "-0800", "PDT": "-0700"}
+_RFC822_NAME = re.compile(r"\s(" + "|".join(_RFC822_ZONES) + r")$")
+_RFC822_FORMATS = ("%a, %d %b %Y %H:%M:%S %z", "%d %b %Y %H:%M:%S %z", "%a, %d %b %Y %H:%M %z")
+
+
+def _vector_parse(text: pd.Series, rows: np.ndarray, out: pd.Series) -> None:
+    """Fill ``out`` where ``rows`` parse as ISO 8601, then as RFC 2822 (the RSS pubDate form)."""
+    if not rows.any():
+        return
+    iso = pd.to_datetime(text[rows], format="ISO8601", utc=True, errors="coerce")
+    out[rows] = iso.astype("datetime64[us, UTC]")
+    left = rows & out.isna().to_numpy()
+    if not left.any():
+        return
+    rfc = text[left].str.replace(_RFC822_NAME, lambda m: " " + _RFC822_ZONES[m.group(1)], regex=True)
+    for fmt in _RFC822_FORMATS:
+        parsed = pd.to_datetime(rfc, format=fmt, utc=True, errors="coerce")
+        hit = parsed.notna().to_numpy()
+        if hit.any():
+            out[rfc.index[hit]] = parsed[hit].astype("datetime64[us, UTC]")
+            rfc = rfc[~hit]
+        if rfc.empty:
+            break
+
+
 def parse_times(raw: pd.Series, assume_tz: str | None = None) -> ParsedTimes:
     """Parse a column of time strings.
 
     Rows with a stated zone are converted to UTC. Rows without one are read in ``assume_tz``
     (an IANA name such as America/New_York) when given, and are errors otherwise.
+    Vectorised for ISO 8601 and RFC 2822; anything else is tried row by row.
     """
-    text = raw.astype("string").str.strip()
+    text = raw.astype("string").str.strip().reset_index(drop=True)
     n = len(text)
-    missing = text.isna() | (text == "")
+    missing = (text.isna() | (text == "")).to_numpy()
     filled = text.fillna("")
-    zone = filled.map(states_zone).to_numpy(dtype=bool)
-    precision = filled.map(precision_of).to_numpy(dtype=np.int64)
+    zone = filled.str.contains(_ZONE, regex=True).to_numpy(dtype=bool)
+    precision = np.where(filled.str.contains(_HAS_SECONDS, regex=True).to_numpy(dtype=bool), PRECISION_SECOND,
+                         np.where(filled.str.contains(_HAS_MINUTES, regex=True).to_numpy(dtype=bool),
+                                  PRECISION_MINUTE, PRECISION_DAY))
     errors: list[str | None] = [None] * n
 
     utc = pd.Series(pd.NaT, index=text.index, dtype="datetime64[us, UTC]")
-    with_zone = ~missing.to_numpy() & zone
-    without_zone = ~missing.to_numpy() & ~zone
-
-    if with_zone.any():
-        parsed = pd.to_datetime(text[with_zone], format="ISO8601", utc=True, errors="coerce")
-        utc[with_zone] = parsed.astype("datetime64[us, UTC]")
+    _vector_parse(text, ~missing & zone, utc)
+    without_zone = ~missing & ~zone
     if without_zone.any() and assume_tz:
         naive = pd.to_datetime(text[without_zone], format="ISO8601", errors="coerce")
         if getattr(naive.dt, "tz", None) is None:
             local = naive.dt.tz_localize(assume_tz, ambiguous="NaT", nonexistent="NaT")
             utc[without_zone] = local.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
 
-    # Whatever ISO 8601 could not read (RFC 2822 dates, odd formats) goes row by row.
-    pending = np.flatnonzero(utc.isna().to_numpy() & ~missing.to_numpy())
+    # Whatever the vectorised forms could not read goes row by row.
+    pending = np.flatnonzero(utc.isna().to_numpy() & ~missing)
     for i in pending:
         s = filled.iat[i]
         dt = _parse_one(s)
@@ -108,8 +135,11 @@ def parse_times(raw: pd.Series, assume_tz: str | None = None) -> ParsedTimes:
                 continue
         else:
             ts = pd.Timestamp(dt)
-        utc.iat[i] = ts.tz_convert("UTC")
-    for i in np.flatnonzero(missing.to_numpy()):
+        try:
+            utc.iat[i] = ts.tz_convert("UTC")
+        except (OverflowError, ValueError):
+            errors[i] = f"time {s!r} is out of range"
+    for i in np.flatnonzero(missing):
         errors[i] = "time is missing"
     return ParsedTimes(utc=utc, zone_explicit=zone, precision_s=precision, error=errors)
 

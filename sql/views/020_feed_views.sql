@@ -1,0 +1,69 @@
+-- Feed health and coverage: derived from the fetch log, so they can never disagree with it.
+
+-- One row per feed: last attempt and success, the validators for the next conditional GET,
+-- consecutive failures since the last success (or since re-enabling), and when it is next due.
+CREATE OR REPLACE VIEW v_feed_health AS
+WITH ok AS (
+    SELECT source_id,
+           max(started_utc) AS last_success_utc,
+           arg_max(etag, started_utc) FILTER (WHERE etag IS NOT NULL) AS etag,
+           arg_max(last_modified, started_utc) FILTER (WHERE last_modified IS NOT NULL) AS last_modified,
+           arg_max(body_sha256, started_utc) FILTER (WHERE body_sha256 IS NOT NULL) AS body_sha256
+    FROM fetches WHERE status IN ('ok', 'not_modified', 'unchanged')
+    GROUP BY source_id
+), tried AS (
+    SELECT source_id, max(started_utc) AS last_attempt_utc, count(*) AS fetches,
+           arg_max(status, started_utc) AS last_status,
+           arg_max(error, started_utc) AS last_error,
+           arg_max(retry_after_utc, started_utc) AS retry_after_utc
+    FROM fetches GROUP BY source_id
+), failing AS (
+    SELECT f.source_id, count(*) AS consecutive_failures
+    FROM fetches f
+    JOIN sources s USING (source_id)
+    LEFT JOIN ok USING (source_id)
+    WHERE f.status IN ('failed', 'not_a_feed')
+      AND f.started_utc > coalesce(ok.last_success_utc, '-infinity'::TIMESTAMPTZ)
+      AND f.started_utc > coalesce(s.enabled_since_utc, '-infinity'::TIMESTAMPTZ)
+    GROUP BY f.source_id
+)
+SELECT s.source_id, s.name, s.url, s.role, s.tags, s.enabled, s.disabled_reason,
+       s.poll_minutes,
+       t.fetches, t.last_attempt_utc, t.last_status, t.last_error, ok.last_success_utc,
+       coalesce(fl.consecutive_failures, 0) AS consecutive_failures,
+       ok.etag, ok.last_modified, ok.body_sha256, t.retry_after_utc
+FROM sources s
+LEFT JOIN tried t USING (source_id)
+LEFT JOIN ok USING (source_id)
+LEFT JOIN failing fl USING (source_id)
+WHERE s.kind = 'feed';
+
+-- Polls per feed per UTC hour: an hour with no successful poll is a gap in collection, not a
+-- quiet hour. items_new counts items first seen in that hour.
+CREATE OR REPLACE VIEW v_feed_coverage_hourly AS
+SELECT s.name AS feed, s.role, time_bucket(INTERVAL 1 HOUR, f.started_utc) AS hour_utc,
+       count(*) FILTER (WHERE f.status IN ('ok', 'not_modified', 'unchanged')) AS polls_ok,
+       count(*) FILTER (WHERE f.status IN ('failed', 'not_a_feed')) AS polls_failed,
+       coalesce(sum(f.items_new), 0) AS items_new
+FROM fetches f JOIN sources s USING (source_id)
+GROUP BY ALL;
+
+-- Every hour of a window for every feed, with zeros where nothing was polled: gaps made visible.
+CREATE OR REPLACE MACRO feed_coverage(start_utc, end_utc) AS TABLE
+SELECT s.name AS feed, h.hour_utc,
+       coalesce(c.polls_ok, 0) AS polls_ok, coalesce(c.polls_failed, 0) AS polls_failed,
+       coalesce(c.items_new, 0) AS items_new,
+       coalesce(c.polls_ok, 0) = 0 AS gap
+FROM sources s
+CROSS JOIN (SELECT unnest(generate_series(time_bucket(INTERVAL 1 HOUR, CAST(start_utc AS TIMESTAMPTZ)),
+                                          CAST(end_utc AS TIMESTAMPTZ), INTERVAL 1 HOUR)) AS hour_utc) h
+LEFT JOIN v_feed_coverage_hourly c ON c.feed = s.name AND c.hour_utc = h.hour_utc
+WHERE s.kind = 'feed'
+ORDER BY feed, h.hour_utc;
+
+-- Items with when each was first and last seen in a feed.
+CREATE OR REPLACE VIEW v_item_sightings AS
+SELECT i.item_id, s.name AS source, i.title, i.published_utc, i.time_flags,
+       min(x.seen_utc) AS first_seen_utc, max(x.seen_utc) AS last_seen_utc, count(*) AS sightings
+FROM items i JOIN sources s USING (source_id) JOIN item_sightings x USING (item_id)
+GROUP BY ALL;

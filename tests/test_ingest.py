@@ -1,0 +1,508 @@
+"""Feed ingestion against real loopback servers: every fault recorded, reruns repair gaps and
+never duplicate, a locked database loses nothing."""
+
+import gzip
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from werkzeug import Response
+
+from pipeline.config import Settings
+from pipeline.database import open_db, query_one
+from pipeline.feeds import FeedSpec, add_feed, enable_feed, import_feeds
+from pipeline.fetch import UnsupportedURL
+from pipeline.ingest import due_feeds, load_all_staged, run_ingest, shard_by_host
+from tests.conftest import FIXTURES
+
+FEED = FIXTURES / "feeds" / "4179e7a13df0f120.xml"  # RSS 2.0, 10 items
+BIG = FIXTURES / "feeds" / "14dda539770f94e3.xml"  # RSS 1.0, 141 items, 124 KB
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return Settings(db_path=tmp_path / "feeds.duckdb", data_dir=tmp_path / "data", lock_wait_s=5,
+                    fetch_connect_timeout_s=2, fetch_read_timeout_s=1, fetch_deadline_s=2,
+                    fetch_max_bytes=2_000_000, fetch_workers=8, fetch_per_host=2, poll_minutes=15,
+                    max_failures=3)
+
+
+def register(settings, name, url, role="news"):
+    with open_db(settings.db_path) as con:
+        add_feed(con, FeedSpec(url, name, role))
+
+
+def ingest(settings, **kw):
+    return run_ingest(settings, force=kw.pop("force", True), show_progress=False, **kw)
+
+
+def rows(settings, sql, params=None):
+    with open_db(settings.db_path) as con:
+        return con.execute(sql, params or []).fetchall()
+
+
+def last_fetch(settings, name):
+    return rows(settings, """SELECT status, http_status, error, bozo, bozo_reason, items_new, items_seen,
+                                    final_url, retry_after_utc
+                             FROM fetches JOIN sources USING (source_id) WHERE name = ?
+                             ORDER BY fetch_id DESC LIMIT 1""", [name])[0]
+
+
+def rss(items: list[tuple[str, str]], title="T") -> bytes:
+    body = "".join(f"<item><guid>{g}</guid><title>{t}</title><pubDate>Fri, 07 Oct 2016 20:32:00 +0000</pubDate></item>"
+                   for g, t in items)
+    return f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>{title}</title>{body}</channel></rss>'.encode()
+
+
+def item_count(settings):
+    return rows(settings, "SELECT count(*) FROM items")[0][0]
+
+
+# --- the ordinary life of a feed -------------------------------------------------------------
+
+def test_first_poll_loads_items_and_the_repoll_is_conditional(settings, httpserver):
+    body = FEED.read_bytes()
+
+    def handler(request):
+        if request.headers.get("If-None-Match") == '"v1"':
+            return Response(status=304, headers={"ETag": '"v1"'})
+        return Response(body, content_type="application/rss+xml", headers={"ETag": '"v1"'})
+
+    httpserver.expect_request("/feed.xml").respond_with_handler(handler)
+    register(settings, "f", httpserver.url_for("/feed.xml"))
+    first = ingest(settings)
+    assert (first.ok, first.items_new, first.failed) == (1, 10, 0)
+    second = ingest(settings)
+    assert (second.not_modified, second.items_new) == (1, 0)
+    assert last_fetch(settings, "f")[:2] == ("not_modified", 304)
+    assert item_count(settings) == 10
+    assert rows(settings, "SELECT count(*) FROM item_sightings")[0][0] == 10
+    flags = rows(settings, "SELECT published_raw, published_utc FROM items ORDER BY item_id LIMIT 1")[0]
+    assert flags[0] and flags[1].tzinfo is not None
+
+
+def test_a_server_ignoring_conditionals_is_caught_by_the_body_hash(settings, httpserver):
+    httpserver.expect_request("/feed.xml").respond_with_data(FEED.read_bytes(), content_type="application/rss+xml")
+    register(settings, "f", httpserver.url_for("/feed.xml"))
+    ingest(settings)
+    again = ingest(settings)
+    assert again.not_modified == 1 and again.items_new == 0
+    assert last_fetch(settings, "f")[0] == "unchanged"
+
+
+def test_a_feed_that_changes_without_changing_its_etag_is_reread(settings, httpserver):
+    bodies = [rss([("a", "one"), ("b", "two")]), rss([("a", "one"), ("b", "two"), ("c", "three")])]
+    served = []
+
+    def handler(request):  # ignores If-None-Match and never changes its ETag: servers lie
+        served.append(1)
+        return Response(bodies[min(len(served) - 1, 1)], content_type="application/rss+xml", headers={"ETag": '"same"'})
+
+    httpserver.expect_request("/feed.xml").respond_with_handler(handler)
+    register(settings, "f", httpserver.url_for("/feed.xml"))
+    assert ingest(settings).items_new == 2
+    second = ingest(settings)
+    assert (second.items_new, second.items_seen) == (1, 2)
+    assert last_fetch(settings, "f")[5:7] == (1, 2)
+    assert item_count(settings) == 3
+
+
+# --- faults ----------------------------------------------------------------------------------
+
+def test_a_server_error_is_recorded_and_a_rerun_repairs_it(settings, httpserver):
+    state = {"broken": True}
+
+    def handler(request):
+        if state["broken"]:
+            return Response("boom", status=500)
+        return Response(FEED.read_bytes(), content_type="application/rss+xml")
+
+    httpserver.expect_request("/feed.xml").respond_with_handler(handler)
+    register(settings, "f", httpserver.url_for("/feed.xml"))
+    broken = ingest(settings)
+    assert broken.failed == 1 and "HTTP 500" in broken.failures[0]
+    assert last_fetch(settings, "f")[:3] == ("failed", 500, "HTTP 500 INTERNAL SERVER ERROR")
+    state["broken"] = False
+    assert ingest(settings).items_new == 10
+    assert ingest(settings).items_new == 0
+    assert item_count(settings) == 10
+
+
+def test_retry_after_is_honoured(settings, httpserver):
+    httpserver.expect_request("/feed.xml").respond_with_data("slow down", status=429, headers={"Retry-After": "3600"})
+    register(settings, "f", httpserver.url_for("/feed.xml"))
+    ingest(settings)
+    status, code, _, _, _, _, _, _, retry_after = last_fetch(settings, "f")
+    assert (status, code) == ("failed", 429)
+    now = datetime.now(UTC)
+    assert timedelta(minutes=55) < retry_after - now <= timedelta(hours=1)
+    with open_db(settings.db_path) as con:
+        assert due_feeds(con, now=now + timedelta(minutes=30), poll_minutes=15) == []
+        assert [r.name for r in due_feeds(con, now=now + timedelta(minutes=61), poll_minutes=15)] == ["f"]
+
+
+def test_failures_back_off(settings, httpserver):
+    httpserver.expect_request("/feed.xml").respond_with_data("no", status=503)
+    register(settings, "f", httpserver.url_for("/feed.xml"))
+    ingest(settings)
+    ingest(settings)  # two consecutive failures: next poll after 15 min x 2^2
+    with open_db(settings.db_path) as con:
+        now = datetime.now(UTC)
+        assert due_feeds(con, now=now + timedelta(minutes=50), poll_minutes=15) == []
+        assert len(due_feeds(con, now=now + timedelta(minutes=61), poll_minutes=15)) == 1
+
+
+def test_a_slow_server_times_out(settings, httpserver):
+    def slow(request):
+        time.sleep(1.6)
+        return Response(FEED.read_bytes())
+
+    httpserver.expect_request("/feed.xml").respond_with_handler(slow)
+    register(settings, "f", httpserver.url_for("/feed.xml"))
+    assert ingest(settings).failed == 1
+    assert last_fetch(settings, "f")[2] == "read timeout after 1 s"
+
+
+def test_an_oversized_body_is_refused(settings, httpserver):
+    httpserver.expect_request("/feed.xml").respond_with_data(BIG.read_bytes(), content_type="application/xml")
+    register(settings, "f", httpserver.url_for("/feed.xml"))
+    small = Settings(**{**settings.__dict__, "fetch_max_bytes": 50_000})
+    assert ingest(small).failed == 1
+    assert last_fetch(settings, "f")[2] == "body larger than 50,000 bytes"
+    assert item_count(settings) == 0
+
+
+def test_redirects_are_followed_and_loops_refused(settings, httpserver):
+    httpserver.expect_request("/old.xml").respond_with_data("", status=301, headers={"Location": "/feed.xml"})
+    httpserver.expect_request("/feed.xml").respond_with_data(FEED.read_bytes(), content_type="application/rss+xml")
+    httpserver.expect_request("/a").respond_with_data("", status=302, headers={"Location": "/b"})
+    httpserver.expect_request("/b").respond_with_data("", status=302, headers={"Location": "/a"})
+    register(settings, "moved", httpserver.url_for("/old.xml"))
+    register(settings, "loop", httpserver.url_for("/a"))
+    ingest(settings)
+    assert last_fetch(settings, "moved")[0] == "ok"
+    assert last_fetch(settings, "moved")[7] == httpserver.url_for("/feed.xml")
+    assert last_fetch(settings, "loop")[:3] == ("failed", None, "redirect loop (more than 10 redirects)")
+
+
+def test_malformed_xml_keeps_its_items_and_the_reason(settings, httpserver):
+    body = rss([("a", "Fish & chips"), ("b", "fine")])
+    httpserver.expect_request("/feed.xml").respond_with_data(body, content_type="application/rss+xml")
+    register(settings, "f", httpserver.url_for("/feed.xml"))
+    assert ingest(settings).items_new == 2
+    status, _, _, bozo, reason, *_ = last_fetch(settings, "f")
+    assert status == "ok" and bozo and "EntityRef" in reason
+
+
+def test_a_wrong_charset_header_does_not_garble_titles(settings, httpserver):
+    body = rss([("a", "Zürich — São Paulo")])
+    httpserver.expect_request("/feed.xml").respond_with_data(body, content_type="text/xml; charset=iso-8859-1")
+    register(settings, "f", httpserver.url_for("/feed.xml"))
+    ingest(settings)
+    assert rows(settings, "SELECT title FROM items")[0][0] == "Zürich — São Paulo"
+
+
+def test_gzip_bodies_are_decoded(settings, httpserver):
+    body = gzip.compress(FEED.read_bytes())
+    httpserver.expect_request("/feed.xml").respond_with_data(
+        body, content_type="application/rss+xml", headers={"Content-Encoding": "gzip"})
+    register(settings, "f", httpserver.url_for("/feed.xml"))
+    assert ingest(settings).items_new == 10
+
+
+@pytest.mark.parametrize("body,content_type,status,error", [
+    (b"<!DOCTYPE html><html><body>Moved to our new site</body></html>", "text/html", "not_a_feed", "HTML page"),
+    (b"", "application/rss+xml", "not_a_feed", "empty body"),
+    (rss([]), "application/rss+xml", "ok", None),
+])
+def test_not_a_feed_and_empty_feeds(settings, httpserver, body, content_type, status, error):
+    httpserver.expect_request("/feed.xml").respond_with_data(body, content_type=content_type)
+    register(settings, "f", httpserver.url_for("/feed.xml"))
+    ingest(settings)
+    got = last_fetch(settings, "f")
+    assert got[0] == status and (error is None or error in got[2])
+    assert item_count(settings) == 0
+
+
+def test_missing_and_future_dates_are_flagged_not_invented(settings, httpserver):
+    body = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>T</title>'
+            b"<item><guid>a</guid><title>no date</title></item>"
+            b"<item><guid>b</guid><title>later</title><pubDate>Tue, 01 Jan 2099 00:00:00 GMT</pubDate></item>"
+            b"<item><guid>c</guid><title>local</title><pubDate>2016-10-07T16:32:00</pubDate></item>"
+            b"</channel></rss>")
+    httpserver.expect_request("/feed.xml").respond_with_data(body, content_type="application/rss+xml")
+    register(settings, "f", httpserver.url_for("/feed.xml"))
+    ingest(settings)
+    got = dict((g, (flags, utc)) for g, flags, utc in rows(settings, "SELECT guid, time_flags, published_utc FROM items"))
+    assert got["a"] == (["missing"], None)
+    assert got["b"][0] == ["future"] and got["b"][1].year == 2099
+    assert got["c"][0] == ["no_zone"]
+
+
+def test_duplicate_guids_are_one_item(settings, httpserver):
+    httpserver.expect_request("/feed.xml").respond_with_data(rss([("a", "first"), ("a", "again"), ("b", "x")]))
+    register(settings, "f", httpserver.url_for("/feed.xml"))
+    assert ingest(settings).items_new == 2
+    assert rows(settings, "SELECT title FROM items WHERE guid = 'a'") == [("first",)]
+
+
+# --- bodies cut short (a raw socket server: well-behaved frameworks won't lie) ---------------
+
+@pytest.fixture
+def raw_server():
+    """Serve canned raw HTTP responses, one per connection, then close."""
+    responses = []
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                sock.settimeout(0.2)
+                conn, _ = sock.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.recv(65536)
+                step = responses.pop(0) if len(responses) > 1 else responses[0]
+                try:
+                    step(conn)
+                except OSError:
+                    pass
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}/feed.xml", responses
+    stop.set()
+    t.join(2)
+    sock.close()
+
+
+def send(raw: bytes):
+    return lambda conn: conn.sendall(raw)
+
+
+def test_a_body_shorter_than_its_content_length_is_a_failed_fetch(settings, raw_server):
+    url, responses = raw_server
+    body = FEED.read_bytes()
+    responses.append(send(b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\nContent-Length: "
+                          + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body[: len(body) // 2]))
+    register(settings, "f", url)
+    assert ingest(settings).failed == 1
+    assert "cut short" in last_fetch(settings, "f")[2]
+    assert item_count(settings) == 0
+
+
+def test_a_connection_closed_mid_document_is_a_failed_fetch_and_a_rerun_repairs(settings, raw_server):
+    url, responses = raw_server
+    body = FEED.read_bytes()
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\nConnection: close\r\n\r\n"
+    responses.extend([send(head + body[: len(body) * 2 // 3]), send(head + body)])
+    register(settings, "f", url)
+    cut = ingest(settings)
+    assert cut.failed == 1 and "ended early" in last_fetch(settings, "f")[2]
+    assert item_count(settings) == 0  # never stored as a complete poll
+    assert ingest(settings).items_new == 10
+    assert ingest(settings).items_new == 0
+
+
+def test_a_trickling_server_cannot_outlast_the_deadline(settings, raw_server):
+    url, responses = raw_server
+
+    def trickle(conn):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\nConnection: close\r\n\r\n<rss>")
+        for _ in range(60):  # a byte every 0.1 s: each read is quick, the whole never ends
+            conn.sendall(b" ")
+            time.sleep(0.1)
+
+    responses.append(trickle)
+    register(settings, "f", url)
+    started = time.monotonic()
+    assert ingest(settings).failed == 1
+    assert time.monotonic() - started < 4.5
+    assert "deadline of 2 s exceeded" in last_fetch(settings, "f")[2]
+
+
+# --- the registry and feed health ------------------------------------------------------------
+
+def test_only_http_and_https_are_accepted(settings):
+    for url in ("file:///etc/passwd", "ftp://example.com/feed.xml", "javascript:alert(1)", "example.com/feed"):
+        with pytest.raises(UnsupportedURL, match="only http and https"):
+            register(settings, "x", url)
+
+
+def test_a_failing_feed_is_disabled_and_can_be_enabled(settings, httpserver):
+    state = {"broken": True}
+
+    def handler(request):
+        return Response("no", status=500) if state["broken"] else Response(FEED.read_bytes())
+
+    httpserver.expect_request("/feed.xml").respond_with_handler(handler)
+    register(settings, "f", httpserver.url_for("/feed.xml"))
+    for _ in range(3):
+        ingest(settings)
+    (enabled, reason), = rows(settings, "SELECT enabled, disabled_reason FROM sources WHERE name = 'f'")
+    assert not enabled and reason.startswith("disabled after 3 consecutive failures; last: HTTP 500")
+    assert ingest(settings).feeds == 0  # not polled while disabled
+    state["broken"] = False
+    with open_db(settings.db_path) as con:
+        enable_feed(con, "f")
+    assert ingest(settings).items_new == 10
+    assert rows(settings, "SELECT consecutive_failures FROM v_feed_health")[0][0] == 0
+
+
+def test_feed_lists_import_from_opml_and_yaml(settings, tmp_path):
+    opml = tmp_path / "feeds.opml"
+    opml.write_text("""<?xml version="1.0"?><opml version="2.0"><head/><body>
+        <outline text="Politics"><outline text="Example" xmlUrl="https://example.org/rss.xml"/></outline>
+        <outline text="Bad" xmlUrl="gopher://example.org/"/></body></opml>""")
+    yml = tmp_path / "feeds.yaml"
+    yml.write_text("feeds:\n  - {url: 'https://gov.example/press.xml', name: gov, role: announcement, tags: [gov]}\n")
+    with open_db(settings.db_path) as con:
+        assert import_feeds(con, opml)[:2] == (1, 0)
+        added, existing, problems = import_feeds(con, opml)
+        assert (added, existing) == (0, 1) and "Bad" in problems[0]
+        assert import_feeds(con, yml)[:2] == (1, 0)
+        got = con.execute("SELECT name, role, tags FROM sources ORDER BY name").fetchall()
+    assert got == [("Example", "news", ["Politics"]), ("gov", "announcement", ["gov"])]
+
+
+@pytest.fixture
+def threaded_httpserver():
+    from pytest_httpserver import HTTPServer
+
+    server = HTTPServer(threaded=True)
+    server.start()
+    yield server
+    server.clear()
+    server.stop()
+
+
+def test_at_most_k_requests_in_flight_per_host(settings, threaded_httpserver):
+    httpserver = threaded_httpserver
+    in_flight, peak, lock = [0], [0], threading.Lock()
+
+    def handler(request):
+        with lock:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+        time.sleep(0.25)
+        with lock:
+            in_flight[0] -= 1
+        return Response(rss([(request.path, "x")]))
+
+    for i in range(8):
+        httpserver.expect_request(f"/f{i}.xml").respond_with_handler(handler)
+        register(settings, f"f{i}", httpserver.url_for(f"/f{i}.xml"))
+    ingest(settings)
+    assert peak[0] == 2  # settings.fetch_per_host, although 8 workers were free
+    peak[0] = 0
+    ingest(Settings(**{**settings.__dict__, "fetch_per_host": 4}))
+    assert peak[0] > 2
+
+
+def test_sharding_keeps_each_host_in_one_shard():
+    from pipeline.fetch import FeedRequest
+
+    reqs = [FeedRequest(i, f"f{i}", f"https://host{i % 3}.example/{i}.xml") for i in range(12)]
+    shards = shard_by_host(reqs, 2)
+    hosts = [{r.url.split("/")[2] for r in s} for s in shards]
+    assert sum(len(s) for s in shards) == 12 and not (hosts[0] & hosts[1])
+
+
+def test_coverage_shows_gaps_in_collection(settings, httpserver):
+    httpserver.expect_request("/feed.xml").respond_with_data(FEED.read_bytes())
+    register(settings, "f", httpserver.url_for("/feed.xml"))
+    ingest(settings)
+    now = datetime.now(UTC)
+    got = rows(settings, "SELECT hour_utc, polls_ok, gap FROM feed_coverage(?, ?)",
+               [now - timedelta(hours=3), now])
+    assert [g[2] for g in got] == [True, True, True, False]
+    assert got[-1][1] == 1
+
+
+# --- one writer: a locked database loses nothing ---------------------------------------------
+
+def test_a_locked_database_leaves_the_batch_staged_and_the_next_load_merges_it(settings, httpserver):
+    httpserver.expect_request("/feed.xml").respond_with_data(FEED.read_bytes())
+    register(settings, "f", httpserver.url_for("/feed.xml"))
+    with open_db(settings.db_path) as con:  # plan once so the schema exists
+        pass
+    code = textwrap.dedent(f"""
+        import duckdb, time
+        con = duckdb.connect({str(settings.db_path)!r})
+        print("locked", flush=True)
+        time.sleep(4)
+    """)
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    impatient = Settings(**{**settings.__dict__, "lock_wait_s": 0.5})
+    try:
+        from pipeline.database import DatabaseLocked
+
+        with pytest.raises(DatabaseLocked):  # planning needs the database: nothing is fetched
+            ingest(impatient)
+    finally:
+        holder.wait()
+    # Now the writer is gone for planning, but comes back while we load.
+    from pipeline.fetch import Limits
+    from pipeline.ingest import make_batch, poll, stage
+
+    with open_db(settings.db_path) as con:
+        reqs = due_feeds(con, now=datetime.now(UTC), poll_minutes=15, force=True)
+    staged = stage(make_batch(poll(reqs, limits=Limits(), workers=2, per_host=1)), settings.data_dir / "staging")
+    assert (staged / "_SUCCESS").exists()
+    with open_db(settings.db_path) as con:
+        first = load_all_staged(con, settings.data_dir / "staging", max_failures=3)
+        assert [r.items_new for r in first] == [10]
+        # The files were removed after the commit; had they survived (a crash), loading again adds nothing.
+        assert load_all_staged(con, settings.data_dir / "staging", max_failures=3) == []
+        assert query_one(con, "SELECT count(*) FROM items")[0] == 10
+
+
+def test_a_batch_loaded_twice_adds_nothing(settings, httpserver, tmp_path):
+    import shutil
+
+    httpserver.expect_request("/feed.xml").respond_with_data(FEED.read_bytes())
+    register(settings, "f", httpserver.url_for("/feed.xml"))
+    from pipeline.fetch import Limits
+    from pipeline.ingest import make_batch, poll, stage
+
+    with open_db(settings.db_path) as con:
+        reqs = due_feeds(con, now=datetime.now(UTC), poll_minutes=15, force=True)
+    staged = stage(make_batch(poll(reqs, limits=Limits(), workers=2, per_host=1)), settings.data_dir / "staging")
+    copy = tmp_path / "copy" / staged.name
+    shutil.copytree(staged, copy)
+    with open_db(settings.db_path) as con:
+        load_all_staged(con, settings.data_dir / "staging", max_failures=3)
+        shutil.copytree(copy, staged)  # as if the process died between commit and cleanup
+        again = load_all_staged(con, settings.data_dir / "staging", max_failures=3)
+        assert again[0].already_loaded
+        assert query_one(con, "SELECT count(*) FROM items")[0] == 10
+        assert query_one(con, "SELECT count(*) FROM fetches")[0] == 1
+    assert not staged.exists()
+
+
+def test_ingest_while_the_lock_is_briefly_held_waits_and_succeeds(settings, httpserver):
+    httpserver.expect_request("/feed.xml").respond_with_data(FEED.read_bytes())
+    register(settings, "f", httpserver.url_for("/feed.xml"))
+    code = textwrap.dedent(f"""
+        import duckdb, time
+        con = duckdb.connect({str(settings.db_path)!r}, read_only=True)
+        print("reading", flush=True)
+        time.sleep(1.5)
+    """)
+    reader = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert reader.stdout.readline().strip() == "reading"
+    try:
+        assert ingest(settings).items_new == 10  # waited for the analyst, lost nothing
+    finally:
+        reader.wait()
