@@ -11,6 +11,7 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -87,6 +88,10 @@ class FetchOutcome:
 
 def make_session(workers: int = 32, per_host: int = 2) -> requests.Session:
     s = requests.Session()
+    # trust_env makes requests re-read proxy variables and ~/.netrc on every request (a fifth of
+    # its CPU per poll); read the proxies once instead. no_proxy keeps working through the dict.
+    s.trust_env = False
+    s.proxies.update(urllib.request.getproxies())
     s.headers.update({"User-Agent": USER_AGENT, "Accept": ACCEPT, "Accept-Encoding": "gzip, deflate"})
     adapter = HTTPAdapter(pool_connections=max(workers, 10), pool_maxsize=max(per_host, 1), max_retries=0)
     s.mount("http://", adapter)
@@ -153,6 +158,7 @@ def fetch_feed(session: requests.Session, req: FeedRequest, limits: Limits = Lim
             if r.status_code == 304:
                 out.status = "not_modified"
                 out.body_sha256 = req.body_sha256
+                _reuse_connection(r)
                 return out
             if r.status_code in (429, 503):
                 out.retry_after_utc = parse_retry_after(r.headers.get("Retry-After"), started_utc)
@@ -163,6 +169,7 @@ def fetch_feed(session: requests.Session, req: FeedRequest, limits: Limits = Lim
             if declared and declared.isdigit() and r.raw.tell() < int(declared):
                 raise _Failed(f"body cut short: {r.raw.tell():,} of {int(declared):,} bytes")
             out.complete_length = bool(declared and declared.isdigit())
+            _reuse_connection(r)
             out.body = body
             out.bytes = len(body)
             out.body_sha256 = hashlib.sha256(body).hexdigest()
@@ -187,6 +194,13 @@ def fetch_feed(session: requests.Session, req: FeedRequest, limits: Limits = Lim
     finally:
         out.latency_ms = (time.monotonic() - t0) * 1000
     return out
+
+
+def _reuse_connection(r: requests.Response) -> None:
+    """Hand a fully read connection back to the pool (keep-alive). Reading through ``r.raw``
+    bypasses requests' bookkeeping, and its close() would otherwise shut the socket."""
+    r._content_consumed = True
+    r.raw.release_conn()
 
 
 def _short(exc: Exception) -> str:

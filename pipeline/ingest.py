@@ -14,7 +14,7 @@ import shutil
 import threading
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -95,9 +95,10 @@ def _round_robin_by_host(requests: list[FeedRequest]) -> list[FeedRequest]:
 
 
 def poll(requests: list[FeedRequest], *, limits: Limits, workers: int, per_host: int,
-         progress: Callable[[int], None] | None = None) -> list[Polled]:
-    """Fetch (and parse) every feed: a worker pool for I/O, at most ``per_host`` requests in
-    flight per host. Parsing happens in the worker too; lxml releases the GIL while it parses."""
+         progress: Callable[[int], None] | None = None) -> Iterator[Polled]:
+    """Fetch (and parse) every feed, yielding each as it completes: a worker pool for I/O, at
+    most ``per_host`` requests in flight per host. Parsing happens in the worker too (lxml
+    releases the GIL while it parses); the caller's work on yielded results overlaps the rest."""
     session = make_session(workers, per_host)
     gates: dict[str, threading.Semaphore] = defaultdict(lambda: threading.Semaphore(per_host))
     lock = threading.Lock()
@@ -123,17 +124,15 @@ def poll(requests: list[FeedRequest], *, limits: Limits, workers: int, per_host:
         out.body = None  # parsed; don't carry megabytes around
         return polled
 
-    results = []
     try:
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             futures = [pool.submit(one, r) for r in _round_robin_by_host(requests)]
             for f in as_completed(futures):
-                results.append(f.result())
                 if progress:
                     progress(1)
+                yield f.result()
     finally:
         session.close()
-    return results
 
 
 # --- batch -----------------------------------------------------------------------------------
@@ -153,10 +152,26 @@ def _dedup_keys(items: pd.DataFrame) -> pd.Series:
     return ("guid:" + items["guid"]).fillna("url:" + items["url_normalized"]).fillna(hashed)
 
 
-def make_batch(polled: list[Polled]) -> Batch:
-    """One frame of fetch rows and one of items for everything polled."""
-    rows, entries, bases, seen, keys, sources = [], [], [], [], [], []
+def make_batch(polled: Iterable[Polled], chunk_items: int = 5000) -> tuple[Batch, list[Polled]]:
+    """One frame of fetch rows and one of items for everything polled (and the polled list).
+
+    Item frames are built every ``chunk_items`` entries while ``polled`` is still producing,
+    so with a live poll the frame work overlaps the network wait.
+    """
+    rows, done, frames = [], [], []
+    entries, bases, seen, keys, sources = [], [], [], [], []
+
+    def flush():
+        if entries:
+            f = parse_feed.items_frame(entries, bases, pd.Series(seen))
+            f.insert(0, "fetch_key", keys)
+            f.insert(1, "source_id", sources)
+            frames.append(f)
+            for lst in (entries, bases, seen, keys, sources):
+                lst.clear()
+
     for p in polled:
+        done.append(p)
         o, feed = p.outcome, p.feed
         n = len(feed.entries) if feed else None
         rows.append({
@@ -176,18 +191,19 @@ def make_batch(polled: list[Polled]) -> Batch:
             seen.extend([o.started_utc] * n)
             keys.extend([o.fetch_key] * n)
             sources.extend([o.request.source_id] * n)
+            if len(entries) >= chunk_items:
+                flush()
+    flush()
     fetches = pd.DataFrame(rows, columns=FETCH_COLUMNS)
     fetches["started_utc"] = pd.to_datetime(fetches["started_utc"], utc=True)
     fetches["retry_after_utc"] = pd.to_datetime(fetches["retry_after_utc"], utc=True)
-    if entries:
-        items = parse_feed.items_frame(entries, bases, pd.Series(seen))
-        items.insert(0, "fetch_key", keys)
-        items.insert(1, "source_id", sources)
+    if frames:
+        items = pd.concat(frames, ignore_index=True)
         items.insert(2, "dedup_key", _dedup_keys(items))
         items["provenance"] = None
     else:
         items = pd.DataFrame(columns=["fetch_key", *ITEM_COLUMNS])
-    return Batch(uuid.uuid4().hex, fetches, items)
+    return Batch(uuid.uuid4().hex, fetches, items), done
 
 
 # --- stage -----------------------------------------------------------------------------------
@@ -354,10 +370,10 @@ def run_ingest(settings, *, names: Iterable[str] | None = None, force: bool = Fa
                     settings.fetch_deadline_s, settings.fetch_max_bytes)
     with tqdm(total=len(requests), unit="feed", disable=not show_progress or not requests,
               desc="polling", leave=False) as bar:
-        polled = poll(requests, limits=limits, workers=settings.fetch_workers,
-                      per_host=settings.fetch_per_host, progress=bar.update)
+        batch, polled = make_batch(poll(requests, limits=limits, workers=settings.fetch_workers,
+                                        per_host=settings.fetch_per_host, progress=bar.update))
     staging = settings.data_dir / "staging"
-    stage(make_batch(polled), staging)
+    stage(batch, staging)
     try:
         with open_db(settings.db_path, wait_s=settings.lock_wait_s) as con:
             loads = load_all_staged(con, staging, max_failures=settings.max_failures)

@@ -33,7 +33,6 @@ CONTENT = "http://purl.org/rss/1.0/modules/content/"
 SUMMARY_CHARS = 500
 FUTURE_SLACK = pd.Timedelta(minutes=10)
 _TAGS = re.compile(r"<[^>]+>")
-_SPACE = re.compile(r"\s+")
 _HTML_START = re.compile(rb"^(?:\xef\xbb\xbf)?\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html)[\s>]",
                          re.IGNORECASE | re.DOTALL)
 _TRUNCATED = ("Premature end of data", "EndTag: '</' not found", "Couldn't find end of Start Tag")
@@ -74,9 +73,16 @@ def _text(el) -> str | None:
 
 
 def _clean(value: str | None, limit: int | None = None) -> str | None:
+    """Plain text: tags dropped, entities decoded, whitespace collapsed, cut at ``limit``."""
     if not value:
         return None
-    value = _SPACE.sub(" ", html.unescape(_TAGS.sub(" ", value))).strip()
+    if limit:
+        value = value[: limit * 3]  # markup included: enough for ``limit`` characters of text
+    if "<" in value:
+        value = _TAGS.sub(" ", value)
+    if "&" in value:
+        value = html.unescape(value)
+    value = " ".join(value.split())
     if limit and len(value) > limit:
         value = value[: limit - 1].rstrip() + "…"
     return value or None
@@ -307,8 +313,7 @@ def items_frame(entries: list[RawEntry], base_urls: list[str], fetched_utc: pd.S
         "url_normalized": [normalize_url(u) if g is None else None for g, u in zip(guids, links)],
         "title": [_clean(e.title) for e in entries],
         "author": [_clean(e.author, 200) for e in entries],
-        "summary": [_clean(e.summary[: SUMMARY_CHARS * 4] if e.summary else None, SUMMARY_CHARS)
-                    for e in entries],
+        "summary": [_clean(e.summary, SUMMARY_CHARS) for e in entries],
         "published_raw": raw_pub,
         "updated_raw": raw_upd,
         "published_utc": pub.utc,

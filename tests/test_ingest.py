@@ -458,7 +458,7 @@ def test_a_locked_database_leaves_the_batch_staged_and_the_next_load_merges_it(s
 
     with open_db(settings.db_path) as con:
         reqs = due_feeds(con, now=datetime.now(UTC), poll_minutes=15, force=True)
-    staged = stage(make_batch(poll(reqs, limits=Limits(), workers=2, per_host=1)), settings.data_dir / "staging")
+    staged = stage(make_batch(poll(reqs, limits=Limits(), workers=2, per_host=1))[0], settings.data_dir / "staging")
     assert (staged / "_SUCCESS").exists()
     with open_db(settings.db_path) as con:
         first = load_all_staged(con, settings.data_dir / "staging", max_failures=3)
@@ -478,7 +478,7 @@ def test_a_batch_loaded_twice_adds_nothing(settings, httpserver, tmp_path):
 
     with open_db(settings.db_path) as con:
         reqs = due_feeds(con, now=datetime.now(UTC), poll_minutes=15, force=True)
-    staged = stage(make_batch(poll(reqs, limits=Limits(), workers=2, per_host=1)), settings.data_dir / "staging")
+    staged = stage(make_batch(poll(reqs, limits=Limits(), workers=2, per_host=1))[0], settings.data_dir / "staging")
     copy = tmp_path / "copy" / staged.name
     shutil.copytree(staged, copy)
     with open_db(settings.db_path) as con:
