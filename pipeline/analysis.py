@@ -314,9 +314,22 @@ def _pressure(con, claim: Claim) -> pd.DataFrame | None:
     return daily_pressure(days, story_matrix(news["title"], rules))
 
 
-def run_claim(con: duckdb.DuckDBPyConnection, claim: Claim, *, surrogates: int | None = None,
-              seed: int | None = None, draws: int | None = None) -> AnalysisResult:
-    """Run every test the claim names. Nothing is written; see ``store_result``."""
+@dataclass
+class PreparedClaim:
+    """A claim with its data loaded and its run id known, before any test has run."""
+
+    claim: Claim
+    seed: int
+    releases: list[Event]
+    streams: list[Stream]
+    snapshot: dict
+    parameters: dict
+    run_id: str
+
+
+def prepare_claim(con: duckdb.DuckDBPyConnection, claim: Claim, *, surrogates: int | None = None,
+                  seed: int | None = None, draws: int | None = None) -> PreparedClaim:
+    """Load the claim's releases and streams and derive its run id (parameters + data + code)."""
     if surrogates or draws is not None:
         claim = Claim(**{**claim.__dict__,
                          "surrogates": surrogates or claim.surrogates,
@@ -326,12 +339,6 @@ def run_claim(con: duckdb.DuckDBPyConnection, claim: Claim, *, surrogates: int |
     if not releases:
         raise AnalysisError(f"claim {claim.id}: no release events match; import the timeline first")
     streams = [load_stream(con, spec) for spec in claim.streams]
-    results = [_test_stream(claim, releases, s, claim.surrogates, seed) for s in streams]
-    # Benjamini-Hochberg over every (release, stream) pair whose stream was not curated.
-    pairs = [(r, t) for r in results if not r.stream.spec.curated for t in r.releases]
-    q = benjamini_hochberg([t.pvalue for _, t in pairs])
-    for (_, t), qv in zip(pairs, q):
-        t.qvalue = float(qv)
     snapshot = {
         "releases": {e.event_id: [_iso(e.lo), _iso(e.hi)] for e in releases},
         "streams": {s.spec.label: {"n": s.n, "excluded": s.excluded, "first": _iso(s.coverage.start),
@@ -348,13 +355,36 @@ def run_claim(con: duckdb.DuckDBPyConnection, claim: Claim, *, surrogates: int |
     run_id = hashlib.sha256(
         json.dumps([claim.id, parameters, snapshot, version], sort_keys=True).encode()
     ).hexdigest()[:16]
+    return PreparedClaim(claim, seed, releases, streams, snapshot,
+                         {**parameters, "code_version": version}, run_id)
+
+
+def is_stored(con: duckdb.DuckDBPyConnection, run_id: str) -> bool:
+    return bool(con.execute("SELECT 1 FROM analysis_runs WHERE run_id = ?", [run_id]).fetchall())
+
+
+def run_prepared(con: duckdb.DuckDBPyConnection, prep: PreparedClaim) -> AnalysisResult:
+    """Run every test the claim names. Nothing is written; see ``store_result``."""
+    claim = prep.claim
+    results = [_test_stream(claim, prep.releases, s, claim.surrogates, prep.seed) for s in prep.streams]
+    # Benjamini-Hochberg over every (release, stream) pair whose stream was not curated.
+    pairs = [(r, t) for r in results if not r.stream.spec.curated for t in r.releases]
+    q = benjamini_hochberg([t.pvalue for _, t in pairs])
+    for (_, t), qv in zip(pairs, q):
+        t.qvalue = float(qv)
     return AnalysisResult(
-        claim=claim, run_id=run_id, created_utc=datetime.now(UTC), releases=releases,
-        competitors=_competitors(con, claim, releases), streams=results,
-        parameters={**parameters, "code_version": version}, snapshot=snapshot,
-        displacement=_displacement(con, claim, releases), displacement_spec=claim.displacement,
+        claim=claim, run_id=prep.run_id, created_utc=datetime.now(UTC), releases=prep.releases,
+        competitors=_competitors(con, claim, prep.releases), streams=results,
+        parameters=prep.parameters, snapshot=prep.snapshot,
+        displacement=_displacement(con, claim, prep.releases), displacement_spec=claim.displacement,
         pressure=_pressure(con, claim),
     )
+
+
+def run_claim(con: duckdb.DuckDBPyConnection, claim: Claim, *, surrogates: int | None = None,
+              seed: int | None = None, draws: int | None = None) -> AnalysisResult:
+    """Prepare and run a claim. Nothing is written; see ``store_result``."""
+    return run_prepared(con, prepare_claim(con, claim, surrogates=surrogates, seed=seed, draws=draws))
 
 
 def _json(obj) -> str:
@@ -375,8 +405,7 @@ def _json(obj) -> str:
 
 def store_result(con: duckdb.DuckDBPyConnection, result: AnalysisResult) -> bool:
     """Record the run and its results. Returns False when this exact run was already stored."""
-    exists = con.execute("SELECT 1 FROM analysis_runs WHERE run_id = ?", [result.run_id]).fetchall()
-    if exists:
+    if is_stored(con, result.run_id):
         return False
     rows = []
     for s in result.streams:

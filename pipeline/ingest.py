@@ -39,7 +39,8 @@ SUCCESS_MARK = "_SUCCESS"
 # --- plan ------------------------------------------------------------------------------------
 
 def due_feeds(con: duckdb.DuckDBPyConnection, *, now: datetime, poll_minutes: int,
-              names: Iterable[str] | None = None, force: bool = False) -> list[FeedRequest]:
+              names: Iterable[str] | None = None, force: bool = False,
+              roles: Iterable[str] | None = None) -> list[FeedRequest]:
     """Enabled feeds whose next poll is due, with the validators for a conditional GET.
 
     Next poll = last attempt + interval × 2^consecutive failures (capped at a day), and never
@@ -48,8 +49,8 @@ def due_feeds(con: duckdb.DuckDBPyConnection, *, now: datetime, poll_minutes: in
     rows = con.execute(
         """SELECT source_id, name, url, etag, last_modified, body_sha256, last_attempt_utc,
                   consecutive_failures, retry_after_utc, coalesce(poll_minutes, ?) AS every
-           FROM v_feed_health WHERE enabled ORDER BY name""",
-        [poll_minutes],
+           FROM v_feed_health WHERE enabled AND (? IS NULL OR list_contains(?, role)) ORDER BY name""",
+        [poll_minutes, None if roles is None else list(roles), None if roles is None else list(roles)],
     ).fetchall()
     wanted = set(names) if names else None
     out = []
@@ -356,7 +357,7 @@ def summarize(polled: list[Polled], loads: list[LoadResult]) -> Summary:
 # --- the whole poll, as `media-timing ingest feeds` runs it ----------------------------------
 
 def run_ingest(settings, *, names: Iterable[str] | None = None, force: bool = False,
-               show_progress: bool = True) -> Summary:
+               show_progress: bool = True, roles: Iterable[str] | None = None) -> Summary:
     """Plan, poll, stage, merge. If the database stays locked past the wait, the batch is left
     staged (``Summary.staged_only``) and the next run or `media-timing ingest load` merges it."""
     from tqdm import tqdm
@@ -365,7 +366,7 @@ def run_ingest(settings, *, names: Iterable[str] | None = None, force: bool = Fa
 
     with open_db(settings.db_path, wait_s=settings.lock_wait_s) as con:
         requests = due_feeds(con, now=datetime.now(UTC), poll_minutes=settings.poll_minutes,
-                             names=names, force=force)
+                             names=names, force=force, roles=roles)
     limits = Limits(settings.fetch_connect_timeout_s, settings.fetch_read_timeout_s,
                     settings.fetch_deadline_s, settings.fetch_max_bytes)
     with tqdm(total=len(requests), unit="feed", disable=not show_progress or not requests,

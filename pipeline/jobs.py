@@ -1,0 +1,119 @@
+"""The steps the DAGs schedule, as plain functions: plain values in, JSON-able dicts out.
+
+Each job reads settings from the environment (pipeline.config) and opens the database only for
+as long as it needs it. Jobs that fetch never open it; jobs that write do so in one short
+transaction and raise ``DatabaseLocked`` when another process holds the file past the wait,
+which the DAGs' retry policy turns into a later retry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+from . import ingest
+from .config import CLAIMS_DIR, load_settings
+from .database import open_db
+from .fetch import FeedRequest, Limits
+
+NEWS_ROLES = ("news", "announcement")
+RELEASE_ROLES = ("release",)
+
+
+def plan_feed_shards(roles=NEWS_ROLES, shards: int = 8, force: bool = False) -> list[list[dict]]:
+    """Due feeds of the given roles, in at most ``shards`` groups that keep each host together."""
+    s = load_settings()
+    with open_db(s.db_path, wait_s=s.lock_wait_s) as con:
+        due = ingest.due_feeds(con, now=datetime.now(UTC), poll_minutes=s.poll_minutes,
+                               roles=roles, force=force)
+    return [[asdict(r) for r in group] for group in ingest.shard_by_host(due, shards)]
+
+
+def fetch_shard(shard: list[dict]) -> dict:
+    """Fetch and parse one shard and stage it on disk. Never touches the database."""
+    s = load_settings()
+    limits = Limits(s.fetch_connect_timeout_s, s.fetch_read_timeout_s, s.fetch_deadline_s, s.fetch_max_bytes)
+    requests = [FeedRequest(**r) for r in shard]
+    batch, polled = ingest.make_batch(ingest.poll(requests, limits=limits, workers=s.fetch_workers,
+                                                  per_host=s.fetch_per_host))
+    where = ingest.stage(batch, s.data_dir / "staging")
+    summary = ingest.summarize(polled, [])
+    return {"batch": where.name, "feeds": summary.feeds, "ok": summary.ok,
+            "not_modified": summary.not_modified, "failed": summary.failed,
+            "failures": summary.failures[:50]}
+
+
+def load_staged() -> dict:
+    """Merge every staged batch (this run's and any left by an earlier one) into the database."""
+    s = load_settings()
+    with open_db(s.db_path, wait_s=s.lock_wait_s) as con:
+        loads = ingest.load_all_staged(con, s.data_dir / "staging", max_failures=s.max_failures)
+    return {"batches": len(loads), "fetches": sum(r.fetches for r in loads),
+            "items_new": sum(r.items_new for r in loads), "items_seen": sum(r.items_seen for r in loads),
+            "disabled": [d for r in loads for d in r.disabled]}
+
+
+def import_event_catalogs(directory: str | None = None) -> dict:
+    """Import every *.csv timeline in data/events/ (idempotent: unchanged files add nothing)."""
+    from .importers import import_events
+
+    s = load_settings()
+    folder = Path(directory) if directory else s.data_dir / "events"
+    files = sorted(folder.glob("*.csv")) if folder.exists() else []
+    out = {"files": len(files), "new": 0, "updated": 0, "rejected": []}
+    with open_db(s.db_path, wait_s=s.lock_wait_s) as con:
+        for f in files:
+            r = import_events(con, f)
+            out["new"] += r.new
+            out["updated"] += r.updated
+            out["rejected"] += r.rejected[:20]
+    return out
+
+
+def promote_release_items() -> dict:
+    from .release_events import events_from_release_items
+
+    s = load_settings()
+    with open_db(s.db_path, wait_s=s.lock_wait_s) as con:
+        return events_from_release_items(con)
+
+
+def list_claims() -> list[str]:
+    return sorted(p.stem for p in CLAIMS_DIR.glob("*.yaml") if not p.stem.startswith("stories"))
+
+
+def analyze_claim(claim_id: str) -> dict:
+    """Run a claim unless this exact run (same parameters, same data) is already stored."""
+    from .analysis import AnalysisError, is_stored, prepare_claim, run_prepared, store_result
+    from .claims import load_claim
+    from .verdict import verdict
+
+    s = load_settings()
+    claim = load_claim(claim_id)
+    with open_db(s.db_path, wait_s=s.lock_wait_s) as con:
+        try:
+            prep = prepare_claim(con, claim)
+        except AnalysisError as exc:
+            return {"claim": claim_id, "status": "skipped", "reason": str(exc)}
+        if is_stored(con, prep.run_id):
+            return {"claim": claim_id, "status": "unchanged", "run_id": prep.run_id}
+        result = run_prepared(con, prep)
+        store_result(con, result)
+    return {"claim": claim_id, "status": "stored", "run_id": result.run_id,
+            "headline": verdict(result).headline}
+
+
+def import_archive(file: str, source: str, time_column: str, text_column: str, role: str = "news",
+                   url_column: str | None = None, id_column: str | None = None,
+                   author_column: str | None = None, timezone: str | None = None) -> dict:
+    from .importers import import_items
+
+    s = load_settings()
+    with open_db(s.db_path, wait_s=s.lock_wait_s) as con:
+        r = import_items(con, file, source=source, role=role, time_column=time_column,
+                         text_column=text_column, url_column=url_column or None,
+                         id_column=id_column or None, author_column=author_column or None,
+                         timezone=timezone or None)
+    return {"file": r.file, "rows": r.rows_read, "new": r.new, "duplicates": r.duplicates,
+            "rejected": len(r.rejected), "first_rejections": r.rejected[:20]}

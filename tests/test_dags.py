@@ -1,0 +1,181 @@
+"""The DAGs: they import cleanly and cheaply, and each runs to success with dag.test()
+against a loopback feed server and a temporary DuckDB file."""
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import duckdb
+import pytest
+
+from tests.conftest import FIXTURES, ROOT
+
+DAGS = ROOT / "dags"
+DAG_IDS = {"ingest_feeds", "ingest_events", "analyze_timing", "import_archive", "weekly_digest"}
+
+
+@pytest.fixture(scope="session")
+def dagbag():
+    # Airflow puts the DAG bundle's folder on sys.path when it parses or runs DAGs; so do we.
+    if str(DAGS) not in sys.path:
+        sys.path.insert(0, str(DAGS))
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(DAGS))
+
+
+def test_the_dag_folder_imports_without_errors(dagbag):
+    assert dagbag.import_errors == {}
+    assert set(dagbag.dag_ids) == DAG_IDS
+
+
+def test_every_dag_says_what_it_does_and_retries(dagbag):
+    for dag in dagbag.dags.values():
+        assert dag.doc_md and "Writes" in dag.doc_md or "writes" in dag.doc_md, dag.dag_id
+        assert "media-timing" in dag.tags
+        assert not dag.catchup
+        for t in dag.tasks:
+            assert t.retries >= 1, (dag.dag_id, t.task_id)
+            assert t.execution_timeout is not None, (dag.dag_id, t.task_id)
+
+
+def test_every_task_that_writes_takes_the_one_writer_pool(dagbag):
+    writers = {("ingest_feeds", "load"), ("ingest_events", "load_and_import"),
+               ("analyze_timing", "analyze"), ("import_archive", "load"),
+               ("weekly_digest", "send")}
+    for dag_id, task_id in writers:
+        task = dagbag.get_dag(dag_id).get_task(task_id)
+        assert task.pool == "duckdb_writer", (dag_id, task_id)
+        assert task.retry_policy is not None
+
+
+def test_parsing_opens_no_socket_and_no_database(tmp_path):
+    """Parse the folder in a fresh process where any connection attempt raises."""
+    db = tmp_path / "never" / "x.duckdb"
+    code = textwrap.dedent(f"""
+        import socket, sys, time
+        def refuse(*a, **k):
+            raise RuntimeError("network at parse time")
+        socket.socket.connect = refuse
+        socket.create_connection = refuse
+        sys.path.insert(0, {str(DAGS)!r})
+        t = time.perf_counter()
+        from airflow.dag_processing.dagbag import DagBag
+        bag = DagBag(dag_folder={str(DAGS)!r})
+        print(len(bag.dag_ids), len(bag.import_errors), round(time.perf_counter() - t, 2))
+    """)
+    env = {**os.environ, "MEDIA_TIMING_DB": str(db), "MEDIA_TIMING_DATA_DIR": str(tmp_path / "never")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    n_dags, n_errors, seconds = out.stdout.split()[-3:]
+    assert (int(n_dags), int(n_errors)) == (len(DAG_IDS), 0), out.stderr[-2000:]
+    assert not db.parent.exists()
+    assert float(seconds) < 15  # includes importing Airflow itself
+
+
+# --- dag.test() runs -------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """A migrated metadata database and the writer pool, once per session (about 10 s)."""
+    env = os.environ.copy()
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, env=env)
+    subprocess.run([sys.executable, "-m", "airflow", "pools", "set", "duckdb_writer", "1", "single DuckDB writer"],
+                   check=True, capture_output=True, env=env)
+
+
+@pytest.fixture
+def media_env(tmp_path, monkeypatch):
+    """Point the pipeline (which the tasks run in-process under dag.test) at a fresh DuckDB."""
+    db = tmp_path / "dag.duckdb"
+    monkeypatch.setenv("MEDIA_TIMING_DB", str(db))
+    monkeypatch.setenv("MEDIA_TIMING_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MEDIA_TIMING_LOCK_WAIT_S", "10")
+    return db
+
+
+def states(dag_run) -> dict:
+    return {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+
+
+def query(db, sql):
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def register(db, name, url, role):
+    from pipeline.database import open_db
+    from pipeline.feeds import FeedSpec, add_feed
+
+    with open_db(db) as con:
+        add_feed(con, FeedSpec(url, name, role))
+
+
+def test_ingest_feeds_runs_and_announces_new_items(dagbag, airflow_db, media_env, httpserver):
+    body = (FIXTURES / "feeds" / "4179e7a13df0f120.xml").read_bytes()
+    httpserver.expect_request("/a.xml").respond_with_data(body, content_type="application/rss+xml")
+    httpserver.expect_request("/b.xml").respond_with_data("gone", status=410)
+    register(media_env, "a", httpserver.url_for("/a.xml"), "news")
+    register(media_env, "b", httpserver.url_for("/b.xml"), "announcement")
+    register(media_env, "leaks", httpserver.url_for("/leaks.xml"), "release")  # not this DAG's
+    run = dagbag.get_dag("ingest_feeds").test()
+    assert run.state == "success"
+    got = states(run)
+    assert got["load"] == "success" and got["announce"] == "success"
+    assert query(media_env, "SELECT count(*) FROM items")[0][0] == 10
+    fetched = dict(query(media_env, "SELECT s.name, f.status FROM fetches f JOIN sources s USING (source_id)"))
+    assert fetched == {"a": "ok", "b": "failed"}  # one feed failing does not fail the run
+    # Nothing new the second time: the run succeeds and does not announce.
+    again = dagbag.get_dag("ingest_feeds").test()
+    assert again.state == "success" and states(again)["announce"] == "skipped"
+    assert query(media_env, "SELECT count(*) FROM items")[0][0] == 10
+
+
+def test_ingest_events_imports_catalogs_and_release_feeds(dagbag, airflow_db, media_env, httpserver):
+    events_dir = media_env.parent / "data" / "events"
+    events_dir.mkdir(parents=True)
+    shutil.copy(ROOT / "data" / "case_2016" / "timeline_2016.csv", events_dir)
+    release_feed = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>Leaks</title>'
+                    b"<item><guid>r1</guid><title>Release one</title><pubDate>Fri, 07 Oct 2016 20:32:00 +0000</pubDate></item>"
+                    b"<item><guid>r2</guid><title>No date</title></item></channel></rss>")
+    httpserver.expect_request("/leaks.xml").respond_with_data(release_feed, content_type="application/rss+xml")
+    register(media_env, "leaks", httpserver.url_for("/leaks.xml"), "release")
+    run = dagbag.get_dag("ingest_events").test()
+    assert run.state == "success" and states(run)["announce"] == "success"
+    assert query(media_env, "SELECT count(*) FROM events WHERE catalog = 'timeline_2016.csv'")[0][0] == 66
+    promoted = query(media_env, "SELECT kind, actor, title, ts_utc FROM events WHERE catalog = 'feed:leaks'")
+    assert len(promoted) == 1 and promoted[0][:3] == ("leak_release", "leaks", "Release one")
+    again = dagbag.get_dag("ingest_events").test()
+    assert again.state == "success" and states(again)["announce"] == "skipped"
+
+
+def test_analyze_timing_stores_each_claim_once(dagbag, airflow_db, media_env, case_db):
+    shutil.copy(case_db, media_env)
+    run = dagbag.get_dag("analyze_timing").test()
+    assert run.state == "success" and states(run)["announce"] == "success"
+    claims = {r[0] for r in query(media_env, "SELECT claim_id FROM analysis_runs")}
+    assert claims == {"oct7_2016", "podesta_series"}
+    again = dagbag.get_dag("analyze_timing").test()
+    assert again.state == "success" and states(again)["announce"] == "skipped"
+    assert query(media_env, "SELECT count(*) FROM analysis_runs")[0][0] == 2
+
+
+def test_import_archive_loads_a_stream_from_its_form(dagbag, airflow_db, media_env):
+    conf = {"file": str(ROOT / "data" / "case_2016" / "clinton_tweets_2016.csv.gz"), "source": "clinton",
+            "role": "announcement", "time_column": "created_at_utc", "text_column": "text"}
+    run = dagbag.get_dag("import_archive").test(run_conf=conf)
+    assert run.state == "success"
+    assert query(media_env, "SELECT count(*) FROM v_items WHERE source = 'clinton'")[0][0] == 1599
+
+
+def test_import_archive_fails_clearly_on_a_bad_file(dagbag, airflow_db, media_env, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("when,text\n2016-10-07T20:00:00Z,hi\n")
+    conf = {"file": str(bad), "source": "s", "role": "news", "time_column": "time", "text_column": "text"}
+    run = dagbag.get_dag("import_archive").test(run_conf=conf)
+    assert run.state == "failed"
+    assert states(run)["load"] == "failed"
