@@ -23,21 +23,26 @@ class ClaimError(ValueError):
 
 @dataclass(frozen=True)
 class EventSelector:
-    """Events by id, or by kind and a title substring (case-insensitive)."""
+    """Events by id, or by kind, a title substring (case-insensitive) and a time range (events
+    whose interval [earliest, latest] meets [after_utc, before_utc))."""
 
     event_ids: tuple[str, ...] = ()
     kinds: tuple[str, ...] = ()
     title_contains: str | None = None
+    after_utc: str | None = None
+    before_utc: str | None = None
 
     @classmethod
     def parse(cls, spec, where: str) -> EventSelector:
         if not isinstance(spec, dict):
             raise ClaimError(f"{where}: expected a mapping with event_ids or kinds")
-        unknown = set(spec) - {"event_ids", "kinds", "title_contains"}
+        unknown = set(spec) - {"event_ids", "kinds", "title_contains", "after_utc", "before_utc"}
         if unknown:
             raise ClaimError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
         sel = cls(tuple(spec.get("event_ids") or ()), tuple(spec.get("kinds") or ()),
-                  spec.get("title_contains"))
+                  spec.get("title_contains"),
+                  str(spec["after_utc"]) if spec.get("after_utc") else None,
+                  str(spec["before_utc"]) if spec.get("before_utc") else None)
         if not sel.event_ids and not sel.kinds:
             raise ClaimError(f"{where}: give event_ids or kinds")
         return sel
@@ -51,6 +56,12 @@ class EventSelector:
         if self.title_contains:
             clause += " AND title ILIKE ?"
             params.append(f"%{self.title_contains}%")
+        if self.after_utc:
+            clause += " AND latest_utc >= CAST(? AS TIMESTAMPTZ)"
+            params.append(self.after_utc)
+        if self.before_utc:
+            clause += " AND earliest_utc < CAST(? AS TIMESTAMPTZ)"
+            params.append(self.before_utc)
         return clause, params
 
 

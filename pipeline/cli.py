@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .config import load_settings
@@ -215,6 +216,33 @@ def cmd_ingest_load(args, settings) -> int:
     return EXIT_OK
 
 
+def cmd_digest(args, settings) -> int:
+    from dataclasses import replace
+
+    from .database import open_db
+    from .digest import compose, parse_week, previous_week
+    from .mailer import send_digest, smtp_deliverer
+
+    week = parse_week(args.week) if args.week else previous_week(datetime.now(UTC))
+    if args.send and not args.to:
+        return _fail("--send needs at least one --to ADDRESS")
+    with open_db(settings.db_path, wait_s=settings.lock_wait_s) as con:
+        digest = compose(con, week)
+        out = Path(args.out) if args.out else settings.data_dir / "reports" / f"digest_{week.label}.html"
+        digest.preview(out)
+        print(f"{digest.subject}\npreview: {out}")
+        if args.send:
+            smtp = replace(settings.smtp)
+            result = send_digest(con, digest, args.to, sender=smtp.sender, deliver=smtp_deliverer(smtp),
+                                 force=args.force)
+            if result.status == "already_sent":
+                print(f"already sent to {', '.join(result.recipients)} (Message-ID {result.message_id}); "
+                      "--force sends it again")
+            else:
+                print(f"sent to {', '.join(result.recipients)} after {result.attempts} attempt(s)")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="media-timing",
@@ -319,6 +347,18 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Merge every staged batch under data/staging into the database.")
     inl.set_defaults(func=cmd_ingest_load)
 
+    dg = sub.add_parser("digest", help="the weekly digest: preview it as HTML, or send it by SMTP",
+                        description="Compose the digest of one ISO week (UTC): releases, the announcements "
+                                    "around them, p-values and verdicts, charts, collection health. Writes an "
+                                    "HTML preview; --send mails it (SMTP settings from MEDIA_TIMING_SMTP_HOST, "
+                                    "_PORT, _USER, _PASSWORD, _STARTTLS and MEDIA_TIMING_DIGEST_FROM). A week is "
+                                    "sent once per recipient list unless --force.")
+    dg.add_argument("--week", help="ISO week such as 2016-W40 (default: the last complete week)")
+    dg.add_argument("--out", help="preview file (default data/reports/digest_<week>.html)")
+    dg.add_argument("--send", action="store_true", help="send it by SMTP")
+    dg.add_argument("--to", action="append", help="recipient (repeatable)")
+    dg.add_argument("--force", action="store_true", help="send even if this week was already sent")
+    dg.set_defaults(func=cmd_digest)
     return p
 
 

@@ -68,6 +68,8 @@ class Settings:
     poll_minutes: int = 15
     max_failures: int = 10
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    # MEDIA_TIMING_DIGEST_TO: comma-separated recipients of the weekly digest.
+    digest_to: tuple[str, ...] = ()
 
 
 def load_settings() -> Settings:
@@ -95,4 +97,5 @@ def load_settings() -> Settings:
         poll_minutes=_int("MEDIA_TIMING_POLL_MINUTES", 15),
         max_failures=_int("MEDIA_TIMING_MAX_FAILURES", 10),
         smtp=smtp,
+        digest_to=tuple(a.strip() for a in os.environ.get("MEDIA_TIMING_DIGEST_TO", "").split(",") if a.strip()),
     )

@@ -15,6 +15,7 @@ from .report import write_report
 from .verdict import render_text
 
 CLAIM = "oct7_2016"
+DIGEST_WEEK = "2016-W40"  # Mon 3 - Sun 9 Oct 2016
 
 
 def load_case_study(con, say: Callable[[str], None] = print) -> None:
@@ -57,5 +58,10 @@ def run_demo(settings: Settings, *, surrogates: int | None = None,
 
 
 def _extras(settings: Settings, say) -> list[str]:
-    """Further demo outputs registered by later stages (the weekly digest)."""
-    return []
+    """The digest of the week of 7 Oct 2016, as it would have been emailed."""
+    from .digest import compose, parse_week
+
+    with open_db(settings.db_path, wait_s=settings.lock_wait_s) as con:
+        digest = compose(con, parse_week(DIGEST_WEEK))
+    path = digest.preview(settings.data_dir / "reports" / f"digest_{DIGEST_WEEK}.html")
+    return [f"Digest of {DIGEST_WEEK}: {path}"]

@@ -9,9 +9,10 @@ from .csvfile import CsvFileError
 from .database import DatabaseLocked, MigrationError
 from .feeds import RegistryError
 from .fetch import UnsupportedURL
+from .mailer import DigestNotSent
 from .store import SourceConflict
 
 USER_ERRORS = (
     AnalysisError, InputError, ClaimError, CsvFileError, DatabaseLocked, MigrationError,
-    SourceConflict, FileNotFoundError, RegistryError, UnsupportedURL,
+    SourceConflict, FileNotFoundError, RegistryError, UnsupportedURL, DigestNotSent,
 )

@@ -117,3 +117,26 @@ def import_archive(file: str, source: str, time_column: str, text_column: str, r
                          timezone=timezone or None)
     return {"file": r.file, "rows": r.rows_read, "new": r.new, "duplicates": r.duplicates,
             "rejected": len(r.rejected), "first_rejections": r.rejected[:20]}
+
+
+def weekly_digest(week: str | None = None, *, now: datetime | None = None, recipients=None,
+                  deliver=None, sender: str | None = None, force: bool = False) -> dict:
+    """Compose the digest of ``week`` (default: the last complete ISO week before ``now``),
+    write its preview to data/reports/, and send it to ``recipients`` (default
+    MEDIA_TIMING_DIGEST_TO) unless it was already sent to them."""
+    from .digest import compose, parse_week, previous_week
+    from .mailer import send_digest, smtp_deliverer
+
+    s = load_settings()
+    w = parse_week(week) if week else previous_week(now or datetime.now(UTC))
+    to = list(recipients) if recipients is not None else list(s.digest_to)
+    with open_db(s.db_path, wait_s=s.lock_wait_s) as con:
+        digest = compose(con, w)
+        preview = digest.preview(s.data_dir / "reports" / f"digest_{w.label}.html")
+        out = {"week": w.label, "subject": digest.subject, "preview": str(preview), "run_id": digest.run_id}
+        if not to:
+            return {**out, "status": "not_sent", "reason": "no recipients configured"}
+        sent = send_digest(con, digest, to, sender=sender or s.smtp.sender,
+                           deliver=deliver or smtp_deliverer(s.smtp), force=force)
+    return {**out, "status": sent.status, "recipients": sent.recipients,
+            "message_id": sent.message_id, "attempts": sent.attempts}

@@ -8,19 +8,20 @@ import jinja2
 
 from . import charts
 from .analysis import AnalysisResult
-from .verdict import event_when, fmt_p, fmt_p_range, strength, verdict
+from .verdict import event_when, fmt_p, fmt_p_range, fmt_time, strength, verdict
 
 TEMPLATES = Path(__file__).parent / "templates"
 
 
 def template_env() -> jinja2.Environment:
-    """Autoescaping on: titles and texts come from feeds and files we do not control."""
+    """Autoescaping on for every template but plain-text ones (*.txt.j2): titles and texts come
+    from feeds and files we do not control."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
-        autoescape=jinja2.select_autoescape(["html", "j2"], default=True),
+        autoescape=lambda name: not (name or "").endswith(".txt.j2"),
         undefined=jinja2.StrictUndefined,
     )
-    env.filters.update(p=fmt_p, strength=strength)
+    env.filters.update(p=fmt_p, strength=strength, when=lambda t: fmt_time(t, None, True))
     env.globals.update(fmt_p_range=fmt_p_range, event_when=event_when)
     return env
 

@@ -1,6 +1,7 @@
 """The DAGs: they import cleanly and cheaply, and each runs to success with dag.test()
 against a loopback feed server and a temporary DuckDB file."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -179,3 +180,41 @@ def test_import_archive_fails_clearly_on_a_bad_file(dagbag, airflow_db, media_en
     run = dagbag.get_dag("import_archive").test(run_conf=conf)
     assert run.state == "failed"
     assert states(run)["load"] == "failed"
+
+
+def test_weekly_digest_sends_through_the_smtp_default_connection(dagbag, airflow_db, media_env, case_db, monkeypatch):
+    import email as email_lib
+    import email.policy
+    import socket
+
+    from aiosmtpd.controller import Controller
+
+    received = []
+
+    class Inbox:
+        async def handle_DATA(self, server, session, envelope):
+            received.append(email_lib.message_from_bytes(envelope.content, policy=email.policy.default))
+            return "250 OK"
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    controller = Controller(Inbox(), hostname="127.0.0.1", port=port)
+    controller.start()
+    shutil.copy(case_db, media_env)
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps({
+        "conn_type": "smtp", "host": "127.0.0.1", "port": port,
+        "extra": {"disable_ssl": True, "disable_tls": True, "from_email": "digest@example.org", "timeout": 5}}))
+    monkeypatch.setenv("AIRFLOW_VAR_MEDIA_TIMING_DIGEST_TO", "editor@example.org")
+    try:
+        run = dagbag.get_dag("weekly_digest").test(run_conf={"week": "2016-W40"})
+        assert run.state == "success" and states(run)["send"] == "success"
+        again = dagbag.get_dag("weekly_digest").test(run_conf={"week": "2016-W40"})
+        assert again.state == "success"
+    finally:
+        controller.stop()
+    assert len(received) == 1  # the second run found the week already sent
+    msg = received[0]
+    assert msg["From"] == "digest@example.org" and msg["To"] == "editor@example.org"
+    assert "2016-W40" in msg["Subject"]
+    assert query(media_env, "SELECT week, status FROM digests") == [("2016-W40", "sent")]
