@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from airflow.sdk import dag, task
-from media_timing_common import DEFAULT_ARGS, NEW_EVENTS, START, WRITER_POOL, WRITER_RETRY
+from media_timing_common import DEFAULT_ARGS, FETCH_QUEUE, NEW_EVENTS, START, WRITER_POOL, WRITER_RETRY
 
 
 @dag(
@@ -34,18 +34,18 @@ def ingest_events():
 
         return jobs.plan_feed_shards(roles=jobs.RELEASE_ROLES, shards=4)
 
-    @task(execution_timeout=timedelta(minutes=10), retries=1)
+    @task(execution_timeout=timedelta(minutes=10), retries=1, queue=FETCH_QUEUE)
     def fetch(shard: list[dict]) -> dict:
         from pipeline import jobs
 
-        return jobs.fetch_shard(shard)
+        return jobs.fetch_shard(shard, lane="release")
 
     @task(pool=WRITER_POOL, retry_policy=WRITER_RETRY, trigger_rule="none_failed")
     def load_and_import(fetched: list[dict]) -> dict:
         """Merge staged release feeds, import catalogs, promote release items to events."""
         from pipeline import jobs
 
-        loaded = jobs.load_staged()
+        loaded = jobs.load_staged(lane="release")
         catalogs = jobs.import_event_catalogs()
         for rejection in catalogs["rejected"]:
             print(f"rejected: {rejection}")

@@ -3,8 +3,8 @@
 
 Every 15 minutes: plan which feeds are due (conditional GET state, backoff after failures,
 Retry-After), fetch them in parallel shards grouped by host (**no database access**: each shard
-stages a Parquet batch under `data/staging/`), then merge everything staged into DuckDB in one
-transaction from the one-slot `duckdb_writer` pool.
+stages a Parquet batch under `data/staging/news/`), then merge everything staged there into DuckDB
+in one transaction from the one-slot `duckdb_writer` pool.
 
 **Writes**: `fetches`, `items`, `item_sightings`, `staged_batches`; disables feeds after
 repeated failures (`sources.enabled`). **Emits** the `duckdb://media_timing/items` asset when
@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from airflow.sdk import dag, task
-from media_timing_common import DEFAULT_ARGS, NEW_ITEMS, START, WRITER_POOL, WRITER_RETRY
+from media_timing_common import DEFAULT_ARGS, FETCH_QUEUE, NEW_ITEMS, START, WRITER_POOL, WRITER_RETRY
 
 SHARDS = 8
 
@@ -43,12 +43,12 @@ def ingest_feeds():
         print(f"{sum(map(len, shards))} feeds due, in {len(shards)} shards")
         return shards
 
-    @task(execution_timeout=timedelta(minutes=10), retries=1)
+    @task(execution_timeout=timedelta(minutes=10), retries=1, queue=FETCH_QUEUE)
     def fetch(shard: list[dict]) -> dict:
         """Fetch and parse one shard; stage it on disk."""
         from pipeline import jobs
 
-        result = jobs.fetch_shard(shard)
+        result = jobs.fetch_shard(shard, lane="news")
         for failure in result["failures"]:
             print(f"feed failed: {failure}")
         return result
@@ -58,7 +58,7 @@ def ingest_feeds():
         """Merge every staged batch into DuckDB (one writer)."""
         from pipeline import jobs
 
-        result = jobs.load_staged()
+        result = jobs.load_staged(lane="news")
         print(f"merged {result['batches']} batches: {result['items_new']} new items, "
               f"{result['items_seen']} seen before; disabled: {result['disabled'] or 'none'}")
         return result

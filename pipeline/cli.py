@@ -206,10 +206,10 @@ def cmd_ingest_feeds(args, settings) -> int:
 
 def cmd_ingest_load(args, settings) -> int:
     from .database import open_db
-    from .ingest import load_all_staged
+    from .ingest import load_every_lane
 
     with open_db(settings.db_path, wait_s=settings.lock_wait_s) as con:
-        loads = load_all_staged(con, settings.data_dir / "staging", max_failures=settings.max_failures)
+        loads = load_every_lane(con, settings.data_dir, max_failures=settings.max_failures)
     new = sum(r.items_new for r in loads)
     print(f"merged {sum(not r.already_loaded for r in loads)} staged batches ({new} new items); "
           f"{sum(r.already_loaded for r in loads)} were already merged")
@@ -344,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     inf.add_argument("--no-progress", action="store_true", help="no progress bar")
     inf.set_defaults(func=cmd_ingest_feeds)
     inl = isub2.add_parser("load", help="merge staged batches left by a run that found the database locked",
-                           description="Merge every staged batch under data/staging into the database.")
+                           description="Merge every staged batch under data/staging/ (all lanes) into the database.")
     inl.set_defaults(func=cmd_ingest_load)
 
     dg = sub.add_parser("digest", help="the weekly digest: preview it as HTML, or send it by SMTP",

@@ -5,6 +5,10 @@ and one loader). Fetching never touches the database; a fetched batch is first w
 staging directory, then merged in one transaction recorded in `staged_batches`. If the database
 is busy (an analyst, another writer) the batch waits on disk and the next load merges it: data
 is never lost, and merging a batch twice adds nothing.
+
+Staged batches live in lanes, `staging/<lane>/<batch>/`: each loader merges only its own lane, so
+the loader that tells the rest of the pipeline "there are new items" is the one that loaded
+them (Airflow's news and release DAGs run side by side). `media-timing ingest load` merges all.
 """
 
 from __future__ import annotations
@@ -310,8 +314,22 @@ def _disable_failing(con, max_failures: int) -> list[str]:
     return [r[0] for r in rows]
 
 
+def staging_lane(data_dir: Path, lane: str) -> Path:
+    if not lane.isidentifier():
+        raise ValueError(f"staging lane must be a plain name, not {lane!r}")
+    return data_dir / "staging" / lane
+
+
 def load_all_staged(con: duckdb.DuckDBPyConnection, root: Path, *, max_failures: int) -> list[LoadResult]:
+    """Merge the staged batches in root, oldest first."""
     return [load_staged_dir(con, d, max_failures=max_failures) for d in staged_dirs(root)]
+
+
+def load_every_lane(con: duckdb.DuckDBPyConnection, data_dir: Path, *, max_failures: int) -> list[LoadResult]:
+    """Merge the staged batches of every lane: the operator's repair after a long lock."""
+    root = data_dir / "staging"
+    lanes = sorted(d for d in root.iterdir() if d.is_dir()) if root.exists() else []
+    return [r for lane in lanes for r in load_all_staged(con, lane, max_failures=max_failures)]
 
 
 # --- summary ---------------------------------------------------------------------------------
@@ -373,7 +391,7 @@ def run_ingest(settings, *, names: Iterable[str] | None = None, force: bool = Fa
               desc="polling", leave=False) as bar:
         batch, polled = make_batch(poll(requests, limits=limits, workers=settings.fetch_workers,
                                         per_host=settings.fetch_per_host, progress=bar.update))
-    staging = settings.data_dir / "staging"
+    staging = staging_lane(settings.data_dir, "cli")
     stage(batch, staging)
     try:
         with open_db(settings.db_path, wait_s=settings.lock_wait_s) as con:

@@ -30,25 +30,26 @@ def plan_feed_shards(roles=NEWS_ROLES, shards: int = 8, force: bool = False) -> 
     return [[asdict(r) for r in group] for group in ingest.shard_by_host(due, shards)]
 
 
-def fetch_shard(shard: list[dict]) -> dict:
-    """Fetch and parse one shard and stage it on disk. Never touches the database."""
+def fetch_shard(shard: list[dict], lane: str = "news") -> dict:
+    """Fetch and parse one shard and stage it in its lane on disk. Never touches the database."""
     s = load_settings()
     limits = Limits(s.fetch_connect_timeout_s, s.fetch_read_timeout_s, s.fetch_deadline_s, s.fetch_max_bytes)
     requests = [FeedRequest(**r) for r in shard]
     batch, polled = ingest.make_batch(ingest.poll(requests, limits=limits, workers=s.fetch_workers,
                                                   per_host=s.fetch_per_host))
-    where = ingest.stage(batch, s.data_dir / "staging")
+    where = ingest.stage(batch, ingest.staging_lane(s.data_dir, lane))
     summary = ingest.summarize(polled, [])
     return {"batch": where.name, "feeds": summary.feeds, "ok": summary.ok,
             "not_modified": summary.not_modified, "failed": summary.failed,
             "failures": summary.failures[:50]}
 
 
-def load_staged() -> dict:
-    """Merge every staged batch (this run's and any left by an earlier one) into the database."""
+def load_staged(lane: str = "news") -> dict:
+    """Merge every batch staged in the lane (this run's and any an earlier run left) into the
+    database. Only this lane's: its caller announces what it loaded."""
     s = load_settings()
     with open_db(s.db_path, wait_s=s.lock_wait_s) as con:
-        loads = ingest.load_all_staged(con, s.data_dir / "staging", max_failures=s.max_failures)
+        loads = ingest.load_all_staged(con, ingest.staging_lane(s.data_dir, lane), max_failures=s.max_failures)
     return {"batches": len(loads), "fetches": sum(r.fetches for r in loads),
             "items_new": sum(r.items_new for r in loads), "items_seen": sum(r.items_seen for r in loads),
             "disabled": [d for r in loads for d in r.disabled]}

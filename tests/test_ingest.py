@@ -506,3 +506,37 @@ def test_ingest_while_the_lock_is_briefly_held_waits_and_succeeds(settings, http
         assert ingest(settings).items_new == 10  # waited for the analyst, lost nothing
     finally:
         reader.wait()
+
+
+def test_each_loader_merges_only_its_own_lane(settings, httpserver, monkeypatch):
+    """The release DAG's load must not swallow the news DAG's batch: the news DAG announces
+    new items only for what it loaded itself. `ingest load` merges every lane."""
+    from pipeline import jobs
+    from pipeline.cli import main
+
+    httpserver.expect_request("/news.xml").respond_with_data(FEED.read_bytes())
+    httpserver.expect_request("/leaks.xml").respond_with_data(BIG.read_bytes())
+    register(settings, "news", httpserver.url_for("/news.xml"), "news")
+    register(settings, "leaks", httpserver.url_for("/leaks.xml"), "release")
+    monkeypatch.setenv("MEDIA_TIMING_DB", str(settings.db_path))
+    monkeypatch.setenv("MEDIA_TIMING_DATA_DIR", str(settings.data_dir))
+
+    for roles, lane in ((jobs.NEWS_ROLES, "news"), (jobs.RELEASE_ROLES, "release")):
+        for shard in jobs.plan_feed_shards(roles=roles):
+            jobs.fetch_shard(shard, lane=lane)
+    release = jobs.load_staged(lane="release")
+    assert (release["batches"], release["items_new"]) == (1, 141)
+    with open_db(settings.db_path) as con:
+        assert query_one(con, "SELECT count(*) FROM v_items WHERE source = 'news'")[0] == 0
+    news = jobs.load_staged(lane="news")
+    assert (news["batches"], news["items_new"]) == (1, 10)
+
+    for shard in jobs.plan_feed_shards(roles=jobs.NEWS_ROLES, force=True):
+        jobs.fetch_shard(shard, lane="news")
+    assert main(["ingest", "load"]) == 0
+    assert jobs.load_staged(lane="news")["batches"] == 0
+    with open_db(settings.db_path) as con:
+        assert query_one(con, "SELECT count(*) FROM fetches")[0] == 3
+        assert query_one(con, "SELECT count(*) FROM items")[0] == 151
+    with pytest.raises(ValueError, match="plain name"):
+        jobs.load_staged(lane="../elsewhere")
