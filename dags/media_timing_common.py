@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 import pendulum
@@ -17,6 +18,14 @@ NEW_RESULTS = Asset("duckdb://media_timing/results", extra={"table": "results"})
 # DuckDB allows one writing process: every task that writes takes this one-slot pool.
 WRITER_POOL = "duckdb_writer"
 
+# On a cluster (Celery or Kubernetes executors) the DuckDB file lives on one worker's disk, so
+# every task that opens it runs on this queue, served by that worker alone. The fetch tasks open
+# no database and may run anywhere, but they stage files the loader must see: they stay on this
+# queue unless MEDIA_TIMING_FETCH_QUEUE names another and MEDIA_TIMING_DATA_DIR is shared storage.
+# LocalExecutor (the default) ignores queues.
+DUCKDB_QUEUE = "duckdb"
+FETCH_QUEUE = os.environ.get("MEDIA_TIMING_FETCH_QUEUE") or DUCKDB_QUEUE
+
 WRITER_RETRY = ExceptionRetryPolicy(rules=[
     RetryRule(exception="pipeline.database.DatabaseLocked", action=RetryAction.RETRY,
               retry_delay=timedelta(seconds=20), reason="another process holds the DuckDB file"),
@@ -30,6 +39,7 @@ WRITER_RETRY = ExceptionRetryPolicy(rules=[
 
 DEFAULT_ARGS = {
     "owner": "media-timing",
+    "queue": DUCKDB_QUEUE,
     "retries": 3,
     "retry_delay": timedelta(seconds=30),
     "retry_exponential_backoff": 2.0,

@@ -11,6 +11,8 @@ export AIRFLOW_CONFIG="$root/airflow.cfg"
 export MEDIA_TIMING_DB="${MEDIA_TIMING_DB:-$root/data/media_timing.duckdb}"
 mkdir -p "$AIRFLOW_HOME"
 bin="$root/.venv/bin"
+# standalone starts its components as `airflow ...` through PATH.
+export PATH="$bin:$PATH"
 
 prepare() {
   "$bin/airflow" db migrate >/dev/null

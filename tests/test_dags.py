@@ -47,9 +47,32 @@ def test_every_task_that_writes_takes_the_one_writer_pool(dagbag):
                ("analyze_timing", "analyze"), ("import_archive", "load"),
                ("weekly_digest", "send")}
     for dag_id, task_id in writers:
-        task = dagbag.get_dag(dag_id).get_task(task_id)
+        task = dagbag.dags[dag_id].get_task(task_id)  # get_dag() would query the metadata DB
         assert task.pool == "duckdb_writer", (dag_id, task_id)
         assert task.retry_policy is not None
+
+
+def test_every_task_that_opens_the_database_is_routed_to_its_one_worker(dagbag):
+    """On Celery or Kubernetes the file is on one worker: its queue must carry every task but the
+    fetches (which open no database), and those stay there too unless a shared queue is named."""
+    for dag in dagbag.dags.values():
+        for t in dag.tasks:
+            assert t.queue == "duckdb", (dag.dag_id, t.task_id, t.queue)
+
+
+def test_the_fetch_queue_is_a_setting(tmp_path):
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(DAGS)!r})
+        from airflow.dag_processing.dagbag import DagBag
+        bag = DagBag(dag_folder={str(DAGS)!r})
+        print(sorted({{(d, t.task_id, t.queue) for d, dag in bag.dags.items() for t in dag.tasks
+                      if t.queue != "duckdb"}}))
+    """)
+    env = {**os.environ, "MEDIA_TIMING_FETCH_QUEUE": "fetchers"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip().splitlines()[-1] == str(
+        [("ingest_events", "fetch", "fetchers"), ("ingest_feeds", "fetch", "fetchers")]), out.stderr[-2000:]
 
 
 def test_parsing_opens_no_socket_and_no_database(tmp_path):
