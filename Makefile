@@ -7,7 +7,7 @@ UV_VERSION := 0.13.9
 export UV_COMPILE_BYTECODE := 1
 export UV_LINK_MODE := copy
 
-.PHONY: help setup demo test test-fast lint bench airflow clean
+.PHONY: help setup demo test test-fast lint bench airflow lock clean
 
 help:
 	@echo "make demo      build .venv, load the bundled 2016 case study, print the 7 Oct 2016 verdict"
@@ -16,6 +16,7 @@ help:
 	@echo "make airflow   start Airflow (standalone) with this repository's airflow.cfg"
 	@echo "make bench     run the benchmarks in bench/"
 	@echo "make lint      ruff"
+	@echo "make lock      re-resolve requirements*.lock after editing pyproject.toml (keeps other pins)"
 
 $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +53,10 @@ bench: $(VENV)/.bench-synced
 
 airflow: setup
 	./scripts/airflow.sh standalone
+
+lock: | $(BIN)/uv
+	$(BIN)/uv pip compile --quiet --no-header pyproject.toml --extra dev -o requirements.lock --python-version 3.11
+	$(BIN)/uv pip compile --quiet --no-header pyproject.toml --extra dev --extra bench -o requirements-bench.lock --python-version 3.11
 
 clean:
 	rm -rf $(VENV) .airflow .pytest-airflow-home data/reports data/staging data/*.duckdb*

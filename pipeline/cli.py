@@ -217,23 +217,22 @@ def cmd_ingest_load(args, settings) -> int:
 
 
 def cmd_digest(args, settings) -> int:
-    from dataclasses import replace
-
     from .database import open_db
     from .digest import compose, parse_week, previous_week
     from .mailer import send_digest, smtp_deliverer
 
     week = parse_week(args.week) if args.week else previous_week(datetime.now(UTC))
-    if args.send and not args.to:
-        return _fail("--send needs at least one --to ADDRESS")
+    recipients = args.to or list(settings.digest_to)
+    if args.send and not recipients:
+        return _fail("--send needs a recipient: --to ADDRESS, or MEDIA_TIMING_DIGEST_TO")
     with open_db(settings.db_path, wait_s=settings.lock_wait_s) as con:
         digest = compose(con, week)
         out = Path(args.out) if args.out else settings.data_dir / "reports" / f"digest_{week.label}.html"
         digest.preview(out)
         print(f"{digest.subject}\npreview: {out}")
         if args.send:
-            smtp = replace(settings.smtp)
-            result = send_digest(con, digest, args.to, sender=smtp.sender, deliver=smtp_deliverer(smtp),
+            smtp = settings.smtp
+            result = send_digest(con, digest, recipients, sender=smtp.sender, deliver=smtp_deliverer(smtp),
                                  force=args.force)
             if result.status == "already_sent":
                 print(f"already sent to {', '.join(result.recipients)} (Message-ID {result.message_id}); "

@@ -145,6 +145,7 @@ def test_the_cli_previews_and_sends(case_db, smtp, tmp_path, monkeypatch, capsys
     monkeypatch.setenv("MEDIA_TIMING_SMTP_HOST", settings.host)
     monkeypatch.setenv("MEDIA_TIMING_SMTP_PORT", str(settings.port))
     monkeypatch.setenv("MEDIA_TIMING_DIGEST_FROM", "digest@example.org")
+    monkeypatch.setenv("MEDIA_TIMING_DATA_DIR", str(tmp_path / "data"))  # previews without --out
     out = tmp_path / "w40.html"
     assert main(["--db", str(case_db), "digest", "--week", "2016-W40", "--out", str(out)]) == 0
     assert out.exists() and (tmp_path / "w40_correlogram.png").exists() and not inbox.messages
@@ -152,3 +153,10 @@ def test_the_cli_previews_and_sends(case_db, smtp, tmp_path, monkeypatch, capsys
     assert main(args) == 0 and len(inbox.messages) == 1
     assert main(args) == 0 and len(inbox.messages) == 1
     assert "already sent" in capsys.readouterr().out
+    # Recipients from the environment, as the DAG's fallback uses them; none at all is refused.
+    monkeypatch.setenv("MEDIA_TIMING_DIGEST_TO", "b@example.org, c@example.org")
+    assert main(args[:-2]) == 0 and len(inbox.messages) == 2
+    assert sorted(inbox.messages[-1][0]) == ["b@example.org", "c@example.org"]
+    monkeypatch.delenv("MEDIA_TIMING_DIGEST_TO")
+    assert main(args[:-2]) == 2 and len(inbox.messages) == 2
+    assert "MEDIA_TIMING_DIGEST_TO" in capsys.readouterr().err
