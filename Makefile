@@ -11,7 +11,7 @@ export UV_LINK_MODE := copy
 
 help:
 	@echo "make demo      build .venv, load the bundled 2016 case study, print the 7 Oct 2016 verdict"
-	@echo "make test      build .venv, run the whole test suite (includes the Airflow end-to-end test)"
+	@echo "make test      build .venv, ruff, then the whole test suite (includes the Airflow end-to-end test)"
 	@echo "make test-fast the suite without tests marked slow"
 	@echo "make airflow   start Airflow (standalone) with this repository's airflow.cfg"
 	@echo "make bench     run the benchmarks in bench/"
@@ -34,6 +34,7 @@ demo: setup
 	$(BIN)/media-timing demo
 
 test: setup
+	$(BIN)/ruff check --quiet .
 	$(BIN)/python -m pytest -q
 
 test-fast: setup

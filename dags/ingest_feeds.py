@@ -19,7 +19,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 from airflow.sdk import dag, task
-from media_timing_common import DEFAULT_ARGS, FETCH_QUEUE, NEW_ITEMS, START, WRITER_POOL, WRITER_RETRY
+from media_timing_common import (
+    DEFAULT_ARGS,
+    FETCH_QUEUE,
+    NEW_ITEMS,
+    START,
+    WRITER_POOL,
+    WRITER_RETRY,
+)
 
 SHARDS = 8
 

@@ -28,19 +28,6 @@ PRECISION_MINUTE = 60
 PRECISION_DAY = 86400
 
 
-def precision_of(raw: str) -> int:  # the scalar form of the vectorised check in parse_times
-    """Seconds the string resolves: 1, 60 or 86400 (a date without a time of day)."""
-    if _HAS_SECONDS.search(raw):
-        return PRECISION_SECOND
-    if _HAS_MINUTES.search(raw):
-        return PRECISION_MINUTE
-    return PRECISION_DAY
-
-
-def states_zone(raw: str) -> bool:
-    return bool(_ZONE.search(raw))
-
-
 @dataclass
 class ParsedTimes:
     """Column-wise result; ``utc`` is NaT exactly where ``error`` is set."""
