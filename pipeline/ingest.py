@@ -72,12 +72,17 @@ def due_feeds(con: duckdb.DuckDBPyConnection, *, now: datetime, poll_minutes: in
     return out
 
 
-def shard_by_host(requests: list[FeedRequest], shards: int) -> list[list[FeedRequest]]:
-    """Split feeds into at most ``shards`` groups, keeping each host's feeds together (so a
-    host's politeness limit holds across parallel fetch tasks)."""
+def _by_host(requests: list[FeedRequest]) -> dict[str, list[FeedRequest]]:
     by_host: dict[str, list[FeedRequest]] = defaultdict(list)
     for r in requests:
         by_host[host_of(r.url)].append(r)
+    return by_host
+
+
+def shard_by_host(requests: list[FeedRequest], shards: int) -> list[list[FeedRequest]]:
+    """Split feeds into at most ``shards`` groups, keeping each host's feeds together (so a
+    host's politeness limit holds across parallel fetch tasks)."""
+    by_host = _by_host(requests)
     groups: list[list[FeedRequest]] = [[] for _ in range(max(1, min(shards, len(by_host))))]
     for host_feeds in sorted(by_host.values(), key=len, reverse=True):
         min(groups, key=len).extend(host_feeds)
@@ -93,10 +98,7 @@ class Polled:
 
 
 def _round_robin_by_host(requests: list[FeedRequest]) -> list[FeedRequest]:
-    by_host: dict[str, list[FeedRequest]] = defaultdict(list)
-    for r in requests:
-        by_host[host_of(r.url)].append(r)
-    return [r for group in zip_longest(*by_host.values()) for r in group if r is not None]
+    return [r for group in zip_longest(*_by_host(requests).values()) for r in group if r is not None]
 
 
 def poll(requests: list[FeedRequest], *, limits: Limits, workers: int, per_host: int,
@@ -278,7 +280,7 @@ def _load(con, fetches_src: str, items_src: str, res: LoadResult) -> None:
                                      AND i.dedup_key = s.dedup_key)
                    QUALIFY row_number() OVER (PARTITION BY s.source_id, s.dedup_key
                                               ORDER BY s.first_seen_utc, s.fetch_key) = 1""")
-    cols = ", ".join(c for c in FETCH_COLUMNS)
+    cols = ", ".join(FETCH_COLUMNS)
     (res.fetches,) = query_one(con, f"""
         INSERT INTO fetches ({cols}, items_new, items_seen)
         SELECT {", ".join("f." + c for c in FETCH_COLUMNS)},

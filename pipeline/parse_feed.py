@@ -286,7 +286,7 @@ def items_frame(entries: list[RawEntry], base_urls: list[str], fetched_utc: pd.S
     A date without a zone is read as UTC *and flagged* (no_zone); an unparseable one keeps its
     raw string and no parsed value (unparseable); none at all is flagged missing; a date more
     than ten minutes after its fetch is flagged future. ``url_normalized`` is filled only where
-    there is no guid (it is the dedup key there); the loader fills it for new items.
+    there is no guid (it is the dedup key there) and stays NULL where a guid identifies the item.
     """
     from .urls import normalize_url
 
@@ -304,8 +304,8 @@ def items_frame(entries: list[RawEntry], base_urls: list[str], fetched_utc: pd.S
         + (["future"] if f else [])
         for p, b, z, f in zip(has_pub, bad, no_zone, future)
     ]
-    links = [(e.link if e.link.startswith(("http://", "https://")) else urljoin(base, e.link.strip()))
-             if e.link else None for e, base in zip(entries, base_urls)]
+    links = [(e.link if _is_url(e.link) else urljoin(base, e.link.strip())) if e.link else None
+             for e, base in zip(entries, base_urls)]
     guids = [e.guid.strip() if e.guid else None for e in entries]
     return pd.DataFrame({
         "guid": guids,
