@@ -16,6 +16,8 @@ from __future__ import annotations
 from airflow.sdk import Param, dag, task
 from media_timing_common import DEFAULT_ARGS, NEW_ITEMS, START, WRITER_POOL, WRITER_RETRY
 
+from pipeline.config import ROLES  # cheap: no DuckDB, no pandas at parse time
+
 
 @dag(
     schedule=None,
@@ -27,7 +29,7 @@ from media_timing_common import DEFAULT_ARGS, NEW_ITEMS, START, WRITER_POOL, WRI
     params={
         "file": Param("", type="string", minLength=1, title="CSV file", description="Path on the worker; .gz accepted"),
         "source": Param("", type="string", minLength=1, title="Source name"),
-        "role": Param("news", enum=["news", "announcement", "release"], title="Role"),
+        "role": Param("news", enum=list(ROLES), title="Role"),
         "time_column": Param("", type="string", minLength=1, title="Time column"),
         "text_column": Param("", type="string", minLength=1, title="Text column"),
         "url_column": Param("", type="string", title="Link column (optional)"),

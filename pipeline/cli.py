@@ -8,7 +8,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .config import load_settings
+from .config import ROLES, load_settings
 
 EXIT_OK, EXIT_PARTIAL, EXIT_ERROR = 0, 1, 2
 
@@ -278,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     ii.add_argument("--url-column", help="column with a link (normalised for dedup)")
     ii.add_argument("--id-column", help="column with a stable id (best dedup key)")
     ii.add_argument("--author-column", help="column with the author or account")
-    ii.add_argument("--role", default="news", choices=["news", "release", "announcement"],
+    ii.add_argument("--role", default="news", choices=ROLES,
                     help="the source's role (default: news)")
     ii.add_argument("--timezone", help="IANA zone for times that state none (otherwise such rows are rejected)")
     ii.add_argument("--attribution", help="where the data came from, for citation")
@@ -307,14 +307,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("query", nargs="?", help="a query; omit for a prompt")
     q.set_defaults(func=cmd_sql)
 
-    roles = ["news", "release", "announcement"]
     f = sub.add_parser("feeds", help="the feed registry: add, import, list, enable",
                        description="Register RSS/Atom feeds (http and https only) and see their health.")
     fsub = f.add_subparsers(dest="what", required=True, metavar="ACTION")
     fa = fsub.add_parser("add", help="register one feed", description="Register one feed by URL.")
     fa.add_argument("url")
     fa.add_argument("--name", required=True, help="a unique name for the feed")
-    fa.add_argument("--role", required=True, choices=roles,
+    fa.add_argument("--role", required=True, choices=ROLES,
                     help="news: outlets; release: leak/release channels; announcement: officials, campaigns")
     fa.add_argument("--tag", action="append", help="a tag (repeatable)")
     fa.set_defaults(func=cmd_feeds_add)
@@ -322,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
                          description="OPML (<outline xmlUrl=...>, folders become tags) or YAML "
                                      "(a list of {url, name, role, tags}).")
     fi.add_argument("file")
-    fi.add_argument("--role", default="news", choices=roles, help="role for entries that name none")
+    fi.add_argument("--role", default="news", choices=ROLES, help="role for entries that name none")
     fi.set_defaults(func=cmd_feeds_import)
     fl = fsub.add_parser("list", help="feeds with health: last success, consecutive failures, disabled",
                          description="Every feed with its last status, last success, consecutive failures and problem.")

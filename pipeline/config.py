@@ -11,6 +11,10 @@ SQL_DIR = PROJECT_ROOT / "sql"
 CLAIMS_DIR = PROJECT_ROOT / "claims"
 CASE_2016_DIR = PROJECT_ROOT / "data" / "case_2016"
 
+# What a source is to the analysis: news outlets, release channels, announcers. Here, not in
+# store.py, so the command line can offer them without importing DuckDB and pandas.
+ROLES = ("news", "release", "announcement")
+
 
 def _int(name: str, default: int) -> int:
     raw = os.environ.get(name)

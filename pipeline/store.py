@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import duckdb
 import pandas as pd
 
+from .config import ROLES
 from .database import query_one
 
-ROLES = ("news", "release", "announcement")
 SOURCE_KINDS = ("feed", "archive", "catalog")
 
 ITEM_COLUMNS = [
