@@ -126,20 +126,24 @@ class Digest:
 
 def _coverage_png(con, result: AnalysisResult, stories_path: Path) -> bytes | None:
     """Hourly news items around each release, and the share about the release's story."""
+    rels = result.releases[:4]
+    centres = [(e.lo + e.hi) / 2 if e.uncertain else e.ts for e in rels]
+    span = COVERAGE_HOURS * 3600
+    # Only the hours the charts show: the items table grows for as long as feeds are polled.
     news = con.execute(
         """SELECT epoch(i.published_utc) AS t, i.title FROM items i JOIN sources s USING (source_id)
-           WHERE s.role = 'news' AND i.published_utc IS NOT NULL AND i.time_zone_explicit""").df()
+           WHERE s.role = 'news' AND i.published_utc IS NOT NULL AND i.time_zone_explicit
+             AND i.published_utc >= to_timestamp(?) AND i.published_utc <= to_timestamp(?)""",
+        [min(centres) - span, max(centres) + span]).df()
     if news.empty or not stories_path.exists():
         return None
     rules = load_story_rules(stories_path)
     matrix = story_matrix(news["title"], rules)
     plt = charts._pyplot()
-    rels = result.releases[:4]
     fig, axes = plt.subplots(len(rels), 1, figsize=(8, 2.4 * len(rels)), squeeze=False)
     t = news["t"].to_numpy()
     drawn = False
-    for ax, e in zip(axes[:, 0], rels):
-        centre = (e.lo + e.hi) / 2 if e.uncertain else e.ts
+    for ax, e, centre in zip(axes[:, 0], rels, centres):
         story = next((r.name for r in rules if r.matches(pd.Series([e.title]))[0]), None)
         edges = centre + np.arange(-COVERAGE_HOURS, COVERAGE_HOURS + 1) * 3600
         total, _ = np.histogram(t, bins=edges)
@@ -154,7 +158,7 @@ def _coverage_png(con, result: AnalysisResult, stories_path: Path) -> bytes | No
         ax.legend(fontsize=7, frameon=False, loc="upper left")
         drawn = drawn or total.sum() > 0
     if not drawn:
-        charts._pyplot().close(fig)
+        plt.close(fig)
         return None
     fig.tight_layout()
     return charts._png(fig)
