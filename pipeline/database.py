@@ -136,17 +136,26 @@ def migrate(con: duckdb.DuckDBPyConnection, sql_dir: Path = SQL_DIR) -> list[str
             con.execute("ROLLBACK")
             raise MigrationError(f"migration {path.name} failed: {exc}") from exc
         done.append(path.name)
-    create_views(con, sql_dir / "views")
+    create_views(con, sql_dir / "views", force=bool(done))
     return done
 
 
-def create_views(con: duckdb.DuckDBPyConnection, views_dir: Path) -> None:
-    """Views and macros are derived, so they are replaced on every migrate (files in name order)."""
-    for f in sorted(views_dir.glob("*.sql")):
+def create_views(con: duckdb.DuckDBPyConnection, views_dir: Path, *, force: bool = False) -> None:
+    """Views and macros are derived, so they are replaced whenever their files change or a
+    migration ran (files in name order). Unchanged, they are left: every writer's open runs this."""
+    files = sorted(views_dir.glob("*.sql"))
+    texts = [f.read_text() for f in files]
+    digest = hashlib.sha256("\0".join(f.name + "\0" + t for f, t in zip(files, texts)).encode()).hexdigest()
+    con.execute("CREATE TABLE IF NOT EXISTS schema_views (sha256 VARCHAR NOT NULL)")
+    if not force and query_one(con, "SELECT 1 FROM schema_views WHERE sha256 = ?", [digest]):
+        return
+    for f, text in zip(files, texts):
         try:
-            con.execute(f.read_text())
+            con.execute(text)
         except duckdb.Error as exc:
             raise MigrationError(f"view file {f.name} failed: {exc}") from exc
+    con.execute("DELETE FROM schema_views")
+    con.execute("INSERT INTO schema_views VALUES (?)", [digest])
 
 
 def query_one(con: duckdb.DuckDBPyConnection, sql: str, params=None) -> tuple | None:
