@@ -69,6 +69,9 @@ class Settings:
     fetch_max_bytes: int = 20 * 1024 * 1024
     fetch_workers: int = 32
     fetch_per_host: int = 2
+    # Processes that fetch and parse in parallel (`media-timing ingest feeds`); load_settings
+    # defaults it to the number of cores. Airflow's mapped fetch tasks are processes already.
+    fetch_processes: int = 1
     poll_minutes: int = 15
     max_failures: int = 10
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
@@ -98,6 +101,7 @@ def load_settings() -> Settings:
         fetch_max_bytes=_int("MEDIA_TIMING_FETCH_MAX_BYTES", 20 * 1024 * 1024),
         fetch_workers=_int("MEDIA_TIMING_FETCH_WORKERS", 32),
         fetch_per_host=_int("MEDIA_TIMING_FETCH_PER_HOST", 2),
+        fetch_processes=_int("MEDIA_TIMING_FETCH_PROCESSES", os.cpu_count() or 1),
         poll_minutes=_int("MEDIA_TIMING_POLL_MINUTES", 15),
         max_failures=_int("MEDIA_TIMING_MAX_FAILURES", 10),
         smtp=smtp,

@@ -14,15 +14,15 @@ them (Airflow's news and release DAGs run side by side). `media-timing ingest lo
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
+import queue
 import shutil
-import threading
+import sys
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from itertools import zip_longest
 from pathlib import Path
 
 import duckdb
@@ -30,7 +30,7 @@ import pandas as pd
 
 from . import parse_feed
 from .database import query_one, transaction
-from .fetch import FeedRequest, FetchOutcome, Limits, fetch_feed, host_of, make_session
+from .fetch import FeedRequest, FetchOutcome, Limits, fetch_all, host_of
 from .store import ITEM_COLUMNS
 
 BACKOFF_CAP = timedelta(hours=24)
@@ -97,49 +97,144 @@ class Polled:
     feed: parse_feed.ParsedFeed | None = None
 
 
-def _round_robin_by_host(requests: list[FeedRequest]) -> list[FeedRequest]:
-    return [r for group in zip_longest(*_by_host(requests).values()) for r in group if r is not None]
+def _parse(out: FetchOutcome) -> Polled:
+    polled = Polled(out)
+    if out.status == "fetched":
+        try:
+            polled.feed = parse_feed.parse_feed(out.body, out.headers)
+        except parse_feed.NotAFeed as exc:
+            out.status, out.error = "not_a_feed", str(exc)
+        else:
+            if polled.feed.truncated and not out.complete_length:
+                out.status = "failed"
+                out.error = "body ended early: the connection closed before the document was complete"
+                polled.feed = None
+            else:
+                out.status = "ok"
+    out.body = None  # parsed; don't carry megabytes around
+    return polled
 
 
 def poll(requests: list[FeedRequest], *, limits: Limits, workers: int, per_host: int,
          progress: Callable[[int], None] | None = None) -> Iterator[Polled]:
-    """Fetch (and parse) every feed, yielding each as it completes: a worker pool for I/O, at
-    most ``per_host`` requests in flight per host. Parsing happens in the worker too (lxml
-    releases the GIL while it parses); the caller's work on yielded results overlaps the rest."""
-    session = make_session(workers, per_host)
-    gates: dict[str, threading.Semaphore] = defaultdict(lambda: threading.Semaphore(per_host))
-    lock = threading.Lock()
+    """Fetch every feed and parse each body as it arrives, yielding them as they complete: at
+    most ``workers`` transfers in flight, ``per_host`` per host. The transfers run on in the
+    background while this thread parses, and while the caller works on what was yielded."""
+    for out in fetch_all(requests, limits, workers=workers, per_host=per_host):
+        if progress:
+            progress(1)
+        yield _parse(out)
 
-    def one(req: FeedRequest) -> Polled:
-        with lock:
-            gate = gates[host_of(req.url)]
-        with gate:
-            out = fetch_feed(session, req, limits)
-        polled = Polled(out)
-        if out.status == "fetched":
-            try:
-                polled.feed = parse_feed.parse_feed(out.body, out.headers)
-            except parse_feed.NotAFeed as exc:
-                out.status, out.error = "not_a_feed", str(exc)
-            else:
-                if polled.feed.truncated and not out.complete_length:
-                    out.status = "failed"
-                    out.error = "body ended early: the connection closed before the document was complete"
-                    polled.feed = None
-                else:
-                    out.status = "ok"
-        out.body = None  # parsed; don't carry megabytes around
-        return polled
 
+PARALLEL_MIN_FEEDS = 16  # below this, forking parser processes costs more than it saves
+CHUNK_BYTES = 1024 * 1024  # bodies handed to a parser process at a time
+
+
+def fetch_and_stage(requests: list[FeedRequest], staging: Path, *, limits: Limits, workers: int,
+                    per_host: int, processes: int = 1,
+                    progress: Callable[[int], None] | None = None) -> tuple[Path, list[FetchOutcome]]:
+    """Poll, parse and stage every feed as one batch: its directory, and the outcomes.
+
+    Parsing is CPU-bound Python, so one process would use one core. With ``processes`` > 1
+    this process only fetches, and deals the bodies out, about a megabyte at a time, to that
+    many parser processes, forked when the first body arrives; each writes its items to the batch directory as one file
+    (items-<n>.parquet: a frame per chunk would cost more than the parsing saves) and sends back
+    its fetch rows. Unchanged feeds (304s, same hash) have nothing to parse and never leave this
+    process. If a parser process dies (the OOM killer, say), the others are stopped, their files
+    dropped, and every body not reported back is parsed here: nothing is lost.
+    """
+    if processes < 2 or len(requests) < PARALLEL_MIN_FEEDS or not _can_fork():
+        batch, polled = make_batch(poll(requests, limits=limits, workers=workers, per_host=per_host,
+                                        progress=progress))
+        return stage(batch, staging), [p.outcome for p in polled]
+
+    batch_id = uuid.uuid4().hex
+    target = staging / batch_id
+    target.mkdir(parents=True, exist_ok=True)
+    ctx = multiprocessing.get_context("fork")
+    tasks, results = ctx.Queue(), ctx.Queue()
+    parsers: list = []
+    sent: dict[str, FetchOutcome] = {}
+    kept: list[FetchOutcome] = []
+    reports: dict = {}
     try:
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            futures = [pool.submit(one, r) for r in _round_robin_by_host(requests)]
-            for f in as_completed(futures):
-                if progress:
-                    progress(1)
-                yield f.result()
+        chunk, size = [], 0
+        # The transfers advance in this thread (background=False), so when the first body
+        # arrives and the parsers are forked, this process has one thread (the queue's feeder
+        # thread starts with the first put, after the fork). A poll of unchanged feeds forks none.
+        for out in fetch_all(requests, limits, workers=workers, per_host=per_host, background=False):
+            if progress:
+                progress(1)
+            if out.status != "fetched":
+                kept.append(out)
+                continue
+            if not parsers:
+                parsers = [ctx.Process(target=_parse_worker, daemon=True, name=f"media-timing-parse-{i}",
+                                       args=(tasks, results, target / f"items-{i}.parquet", i))
+                           for i in range(processes)]
+                for p in parsers:
+                    p.start()
+            sent[out.fetch_key] = out
+            chunk.append(out)
+            size += out.bytes
+            if size >= CHUNK_BYTES:
+                tasks.put(chunk)
+                chunk, size = [], 0
+        if parsers:
+            if chunk:
+                tasks.put(chunk)
+            for _ in parsers:
+                tasks.put(None)
+            reports = _gather(parsers, results)
     finally:
-        session.close()
+        tasks.cancel_join_thread()  # chunks a dead parser never took must not block our exit
+        for p in parsers:
+            if p.is_alive():
+                p.terminate()
+            p.join()
+    for i in range(len(parsers)):
+        if i not in reports:  # a parser that did not report: its file (if any) is not trusted
+            (target / f"items-{i}.parquet").unlink(missing_ok=True)
+    returned = [o for _, _, outcomes in reports.values() for o in outcomes]
+    done = {o.fetch_key for o in returned}
+    kept += [o for k, o in sent.items() if k not in done]
+    here, polled = make_batch(_parse(o) for o in kept)
+    fetches = pd.concat([here.fetches, *(f for _, f, _ in reports.values())], ignore_index=True)
+    with_items = any(has for has, _, _ in reports.values())
+    stage(Batch(batch_id, fetches, here.items), staging, items=len(here.items) > 0 or not with_items)
+    return target, [p.outcome for p in polled] + returned
+
+
+def _can_fork() -> bool:
+    # fork is cheap and inherits the imports; elsewhere (macOS, Windows) stay in one process.
+    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+
+
+def _parse_worker(tasks, results, items_path: Path, i: int) -> None:
+    """A parser process: parse every chunk it is dealt, write the items, report the fetches."""
+    try:
+        batch, polled = make_batch(_parse(o) for chunk in iter(tasks.get, None) for o in chunk)
+        if len(batch.items):
+            _write_parquet(batch.items, items_path)
+        results.put((i, len(batch.items) > 0, batch.fetches, [p.outcome for p in polled]))
+    except Exception as exc:  # the parent parses this worker's share itself
+        results.put((i, f"{type(exc).__name__}: {exc}"))
+
+
+def _gather(parsers: list, results) -> dict[int, tuple[bool, pd.DataFrame, list[FetchOutcome]]]:
+    """Each parser's report; stops early (with what arrived) if one died or failed."""
+    reports: dict[int, tuple[bool, pd.DataFrame, list[FetchOutcome]]] = {}
+    while len(reports) < len(parsers):
+        try:
+            got = results.get(timeout=0.5)
+        except queue.Empty:
+            if any(p.exitcode not in (None, 0) for p in parsers):
+                break
+            continue
+        if len(got) == 2:  # (i, error)
+            break
+        reports[got[0]] = got[1:]
+    return reports
 
 
 # --- batch -----------------------------------------------------------------------------------
@@ -153,10 +248,60 @@ class Batch:
 
 def _dedup_keys(items: pd.DataFrame) -> pd.Series:
     """guid, else normalised URL, else a hash of title, raw date and summary."""
-    fallback = (items["title"].fillna("") + "\x1f" + items["published_raw"].fillna("").astype(str)
-                + "\x1f" + items["summary"].fillna(""))
-    hashed = "title:" + fallback.map(lambda s: hashlib.sha1(s.encode()).hexdigest())
-    return ("guid:" + items["guid"]).fillna("url:" + items["url_normalized"]).fillna(hashed)
+    keys = ("guid:" + items["guid"]).fillna("url:" + items["url_normalized"])
+    need = keys.isna()
+    if need.any():  # hash only where neither guid nor URL identifies the item
+        rest = items.loc[need]
+        fallback = (rest["title"].fillna("") + "\x1f" + rest["published_raw"].fillna("").astype(str)
+                    + "\x1f" + rest["summary"].fillna(""))
+        keys = keys.fillna("title:" + fallback.map(lambda s: hashlib.sha1(s.encode()).hexdigest()))
+    return keys
+
+
+def _fetch_row(p: Polled) -> dict:
+    o, feed = p.outcome, p.feed
+    return {
+        "fetch_key": o.fetch_key, "source_id": o.request.source_id, "started_utc": o.started_utc,
+        "status": o.status, "http_status": o.http_status, "url": o.request.url,
+        "final_url": o.final_url, "bytes": o.bytes, "latency_ms": o.latency_ms, "etag": o.etag,
+        "last_modified": o.last_modified,
+        # A failed fetch must not move the conditional state forward.
+        "body_sha256": o.body_sha256 if o.status in ("ok", "unchanged", "not_modified") else None,
+        "parser": feed.parser if feed else None, "bozo": feed.bozo if feed else None,
+        "bozo_reason": feed.bozo_reason if feed else None,
+        "items_total": len(feed.entries) if feed else None,
+        "retry_after_utc": o.retry_after_utc, "error": o.error,
+    }
+
+
+def _items(polled: list[Polled]) -> pd.DataFrame | None:
+    """The items of several parsed feeds as one frame (dates parsed vectorised over all)."""
+    entries, bases, seen, keys, sources = [], [], [], [], []
+    for p in polled:
+        o, feed = p.outcome, p.feed
+        if feed and feed.entries:
+            n = len(feed.entries)
+            entries.extend(feed.entries)
+            bases.extend([o.final_url or o.request.url] * n)
+            seen.extend([o.started_utc] * n)
+            keys.extend([o.fetch_key] * n)
+            sources.extend([o.request.source_id] * n)
+    if not entries:
+        return None
+    f = parse_feed.items_frame(entries, bases, pd.Series(seen))
+    f.insert(0, "fetch_key", keys)
+    f.insert(1, "source_id", sources)
+    f.insert(2, "dedup_key", _dedup_keys(f))
+    f["provenance"] = None
+    return f
+
+
+def _batch(rows: list[dict], frames: list[pd.DataFrame]) -> Batch:
+    fetches = pd.DataFrame(rows, columns=FETCH_COLUMNS)
+    fetches["started_utc"] = pd.to_datetime(fetches["started_utc"], utc=True)
+    fetches["retry_after_utc"] = pd.to_datetime(fetches["retry_after_utc"], utc=True)
+    items = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["fetch_key", *ITEM_COLUMNS])
+    return Batch(uuid.uuid4().hex, fetches, items)
 
 
 def make_batch(polled: Iterable[Polled], chunk_items: int = 5000) -> tuple[Batch, list[Polled]]:
@@ -165,71 +310,41 @@ def make_batch(polled: Iterable[Polled], chunk_items: int = 5000) -> tuple[Batch
     Item frames are built every ``chunk_items`` entries while ``polled`` is still producing,
     so with a live poll the frame work overlaps the network wait.
     """
-    rows, done, frames = [], [], []
-    entries, bases, seen, keys, sources = [], [], [], [], []
-
-    def flush():
-        if entries:
-            f = parse_feed.items_frame(entries, bases, pd.Series(seen))
-            f.insert(0, "fetch_key", keys)
-            f.insert(1, "source_id", sources)
-            frames.append(f)
-            for lst in (entries, bases, seen, keys, sources):
-                lst.clear()
-
+    done, rows, frames, pending, n = [], [], [], [], 0
     for p in polled:
         done.append(p)
-        o, feed = p.outcome, p.feed
-        n = len(feed.entries) if feed else None
-        rows.append({
-            "fetch_key": o.fetch_key, "source_id": o.request.source_id, "started_utc": o.started_utc,
-            "status": o.status, "http_status": o.http_status, "url": o.request.url,
-            "final_url": o.final_url, "bytes": o.bytes, "latency_ms": o.latency_ms, "etag": o.etag,
-            "last_modified": o.last_modified,
-            # A failed fetch must not move the conditional state forward.
-            "body_sha256": o.body_sha256 if o.status in ("ok", "unchanged", "not_modified") else None,
-            "parser": feed.parser if feed else None, "bozo": feed.bozo if feed else None,
-            "bozo_reason": feed.bozo_reason if feed else None, "items_total": n,
-            "retry_after_utc": o.retry_after_utc, "error": o.error,
-        })
-        if feed and feed.entries:
-            entries.extend(feed.entries)
-            bases.extend([o.final_url or o.request.url] * n)
-            seen.extend([o.started_utc] * n)
-            keys.extend([o.fetch_key] * n)
-            sources.extend([o.request.source_id] * n)
-            if len(entries) >= chunk_items:
-                flush()
-    flush()
-    fetches = pd.DataFrame(rows, columns=FETCH_COLUMNS)
-    fetches["started_utc"] = pd.to_datetime(fetches["started_utc"], utc=True)
-    fetches["retry_after_utc"] = pd.to_datetime(fetches["retry_after_utc"], utc=True)
-    if frames:
-        items = pd.concat(frames, ignore_index=True)
-        items.insert(2, "dedup_key", _dedup_keys(items))
-        items["provenance"] = None
-    else:
-        items = pd.DataFrame(columns=["fetch_key", *ITEM_COLUMNS])
-    return Batch(uuid.uuid4().hex, fetches, items), done
+        rows.append(_fetch_row(p))
+        pending.append(p)
+        n += len(p.feed.entries) if p.feed else 0
+        if n >= chunk_items:
+            frames.append(_items(pending))
+            pending, n = [], 0
+    frames.append(_items(pending))
+    return _batch(rows, [f for f in frames if f is not None]), done
 
 
 # --- stage -----------------------------------------------------------------------------------
 
-def stage(batch: Batch, root: Path) -> Path:
-    """Write the batch as Parquet under root/<batch_id>/; the _SUCCESS mark is written last."""
+def stage(batch: Batch, root: Path, *, items: bool = True) -> Path:
+    """Write the batch as Parquet under root/<batch_id>/; the _SUCCESS mark is written last.
+    ``items=False`` when its items are already there, written by parser processes."""
     target = root / batch.batch_id
     target.mkdir(parents=True, exist_ok=True)
+    _write_parquet(batch.fetches, target / "fetches.parquet")
+    if items:
+        _write_parquet(batch.items, target / "items.parquet")
+    (target / SUCCESS_MARK).write_text(batch.batch_id)
+    return target
+
+
+def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
     con = duckdb.connect()  # in memory: staging never touches the database file
     try:
         con.execute("SET TimeZone = 'UTC'")
-        for name, frame in (("fetches", batch.fetches), ("items", batch.items)):
-            con.register("frame", frame)
-            con.execute(f"COPY (SELECT * FROM frame) TO '{target / (name + '.parquet')}' (FORMAT parquet)")
-            con.unregister("frame")
+        con.register("frame", frame)
+        con.execute(f"COPY (SELECT * FROM frame) TO '{path}' (FORMAT parquet)")
     finally:
         con.close()
-    (target / SUCCESS_MARK).write_text(batch.batch_id)
-    return target
 
 
 def staged_dirs(root: Path) -> list[Path]:
@@ -252,30 +367,40 @@ class LoadResult:
 
 def load_staged_dir(con: duckdb.DuckDBPyConnection, directory: Path, *, max_failures: int) -> LoadResult:
     """Merge one staged batch in one transaction, then remove its files."""
-    batch_id = directory.name
-    res = LoadResult(batch_id)
-    if query_one(con, "SELECT 1 FROM staged_batches WHERE batch_id = ?", [batch_id]):
-        res.already_loaded = True
-    else:
-        fetches = f"read_parquet('{directory / 'fetches.parquet'}')"
-        items = f"read_parquet('{directory / 'items.parquet'}')"
-        with transaction(con):
-            _load(con, fetches, items, res)
-            res.disabled = _disable_failing(con, max_failures)
-            con.execute("INSERT INTO staged_batches VALUES (?, ?, ?, ?)",
-                        [batch_id, datetime.now(UTC), res.fetches, res.items_new])
+    res = _merge(con, directory.name, f"read_parquet('{directory / 'fetches.parquet'}')",
+                 sorted(directory.glob("items*.parquet")), max_failures)
     shutil.rmtree(directory, ignore_errors=True)
     return res
 
 
-def _load(con, fetches_src: str, items_src: str, res: LoadResult) -> None:
+def _merge(con, batch_id: str, fetches: str, items: list[Path], max_failures: int) -> LoadResult:
+    """One transaction, recorded in staged_batches so that merging a batch twice adds nothing."""
+    res = LoadResult(batch_id)
+    if query_one(con, "SELECT 1 FROM staged_batches WHERE batch_id = ?", [batch_id]):
+        res.already_loaded = True
+        return res
+    with transaction(con):
+        _load(con, fetches, items, res)
+        res.disabled = _disable_failing(con, max_failures)
+        con.execute("INSERT INTO staged_batches VALUES (?, ?, ?, ?)",
+                    [batch_id, datetime.now(UTC), res.fetches, res.items_new])
+    return res
+
+
+def _load(con, fetches_src: str, item_files: list[Path], res: LoadResult) -> None:
+    paths = ", ".join(f"'{f}'" for f in item_files)
+    scan = f"read_parquet([{paths}], union_by_name = true, filename = true, file_row_number = true)"
     con.execute(f"CREATE OR REPLACE TEMP TABLE staged_fetches AS SELECT * FROM {fetches_src}")
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE staged_items AS
-                    SELECT * FROM {items_src}
-                    QUALIFY row_number() OVER (PARTITION BY fetch_key, dedup_key) = 1""")
+    # Keys only (the wide rows are read once, by the INSERT of the new ones). A feed that lists
+    # an item twice keeps its first listing.
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE staged_keys AS
+                    SELECT filename, file_row_number, fetch_key, source_id, dedup_key, first_seen_utc
+                    FROM {scan}
+                    QUALIFY row_number() OVER (PARTITION BY fetch_key, dedup_key
+                                               ORDER BY filename, file_row_number) = 1""")
     # New = not stored yet (first sighting across the batch wins); seen = stored before.
     con.execute("""CREATE OR REPLACE TEMP TABLE staged_new AS
-                   SELECT s.* FROM staged_items s
+                   SELECT s.* FROM staged_keys s
                    WHERE NOT EXISTS (SELECT 1 FROM items i WHERE i.source_id = s.source_id
                                      AND i.dedup_key = s.dedup_key)
                    QUALIFY row_number() OVER (PARTITION BY s.source_id, s.dedup_key
@@ -288,21 +413,23 @@ def _load(con, fetches_src: str, items_src: str, res: LoadResult) -> None:
                CASE WHEN f.items_total IS NULL THEN NULL ELSE coalesce(a.k, 0) - coalesce(n.k, 0) END
         FROM staged_fetches f
         LEFT JOIN (SELECT fetch_key, count(*) AS k FROM staged_new GROUP BY ALL) n USING (fetch_key)
-        LEFT JOIN (SELECT fetch_key, count(*) AS k FROM staged_items GROUP BY ALL) a USING (fetch_key)
+        LEFT JOIN (SELECT fetch_key, count(*) AS k FROM staged_keys GROUP BY ALL) a USING (fetch_key)
         WHERE f.fetch_key NOT IN (SELECT fetch_key FROM fetches WHERE fetch_key IS NOT NULL)""")
     item_cols = [c for c in ITEM_COLUMNS if c != "provenance"]
     (res.items_new,) = query_one(con, f"""
         INSERT INTO items ({", ".join(item_cols)}, provenance)
         SELECT {", ".join("s." + c for c in item_cols)}, 'fetch:' || f.fetch_id
-        FROM staged_new s JOIN fetches f USING (fetch_key)""")
+        FROM {scan} s
+        JOIN staged_new n USING (filename, file_row_number)
+        JOIN fetches f ON f.fetch_key = s.fetch_key""")
     (sightings,) = query_one(con, """
         INSERT OR IGNORE INTO item_sightings (item_id, fetch_id, seen_utc)
         SELECT i.item_id, f.fetch_id, f.started_utc
-        FROM staged_items s
+        FROM staged_keys s
         JOIN fetches f USING (fetch_key)
         JOIN items i ON i.source_id = s.source_id AND i.dedup_key = s.dedup_key""")
     res.items_seen = sightings - res.items_new
-    for t in ("staged_new", "staged_items", "staged_fetches"):
+    for t in ("staged_new", "staged_keys", "staged_fetches"):
         con.execute(f"DROP TABLE {t}")
 
 
@@ -356,10 +483,9 @@ class Summary:
         return text
 
 
-def summarize(polled: list[Polled], loads: list[LoadResult]) -> Summary:
-    s = Summary(feeds=len(polled))
-    for p in polled:
-        o = p.outcome
+def summarize(outcomes: list[FetchOutcome], loads: list[LoadResult]) -> Summary:
+    s = Summary(feeds=len(outcomes))
+    for o in outcomes:
         if o.status == "ok":
             s.ok += 1
         elif o.status in ("not_modified", "unchanged"):
@@ -389,17 +515,18 @@ def run_ingest(settings, *, names: Iterable[str] | None = None, force: bool = Fa
                              names=names, force=force, roles=roles)
     limits = Limits(settings.fetch_connect_timeout_s, settings.fetch_read_timeout_s,
                     settings.fetch_deadline_s, settings.fetch_max_bytes)
+    staging = staging_lane(settings.data_dir, "cli")
+    tqdm.monitor_interval = 0  # no monitor thread: fetch_and_stage forks parser processes
     with tqdm(total=len(requests), unit="feed", disable=not show_progress or not requests,
               desc="polling", leave=False) as bar:
-        batch, polled = make_batch(poll(requests, limits=limits, workers=settings.fetch_workers,
-                                        per_host=settings.fetch_per_host, progress=bar.update))
-    staging = staging_lane(settings.data_dir, "cli")
-    stage(batch, staging)
+        _, outcomes = fetch_and_stage(requests, staging, limits=limits, workers=settings.fetch_workers,
+                                      per_host=settings.fetch_per_host,
+                                      processes=settings.fetch_processes, progress=bar.update)
     try:
         with open_db(settings.db_path, wait_s=settings.lock_wait_s) as con:
             loads = load_all_staged(con, staging, max_failures=settings.max_failures)
     except DatabaseLocked:
-        summary = summarize(polled, [])
+        summary = summarize(outcomes, [])
         summary.staged_only = staging
         return summary
-    return summarize(polled, loads)
+    return summarize(outcomes, loads)

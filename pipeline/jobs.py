@@ -38,7 +38,7 @@ def fetch_shard(shard: list[dict], lane: str = "news") -> dict:
     batch, polled = ingest.make_batch(ingest.poll(requests, limits=limits, workers=s.fetch_workers,
                                                   per_host=s.fetch_per_host))
     where = ingest.stage(batch, ingest.staging_lane(s.data_dir, lane))
-    summary = ingest.summarize(polled, [])
+    summary = ingest.summarize([p.outcome for p in polled], [])
     return {"batch": where.name, "feeds": summary.feeds, "ok": summary.ok,
             "not_modified": summary.not_modified, "failed": summary.failed,
             "failures": summary.failures[:50]}
