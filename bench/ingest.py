@@ -39,38 +39,48 @@ from pipeline.parse_feed import items_frame, parse_feed  # noqa: E402
 
 HOSTS = 100
 
+# A lean threaded HTTP/1.1 server (a thread per connection, keep-alive, ETag): its own CPU
+# competes with the pipeline for the same cores, where real feed servers cost us none, so it
+# does no more per request than parse the request head, sleep the delay and send the answer.
 SERVER = textwrap.dedent("""
-    import hashlib, sys, time
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    import hashlib, socketserver, sys, time
     files = [open(p, 'rb').read() for p in sys.argv[3:]]
-    tags = ['"' + hashlib.md5(b).hexdigest() + '"' for b in files]
+    tags = [b'"' + hashlib.md5(b).hexdigest().encode() + b'"' for b in files]
     delay = float(sys.argv[2]) / 1000
+    head = b'HTTP/1.1 200 OK\\r\\nContent-Type: application/xml\\r\\nETag: %s\\r\\nContent-Length: %d\\r\\n\\r\\n'
+    full = [head % (t, len(b)) + b for t, b in zip(tags, files)]
+    not_modified = [b'HTTP/1.1 304 Not Modified\\r\\nETag: %s\\r\\nContent-Length: 0\\r\\n\\r\\n' % t for t in tags]
 
-    class H(BaseHTTPRequestHandler):
-        protocol_version = 'HTTP/1.1'
-        def log_message(self, *a): pass
-        def do_GET(self):
-            time.sleep(delay)
-            i = int(self.path.rsplit('/', 1)[1].split('.')[0]) % len(files)
-            if self.headers.get('If-None-Match') == tags[i]:
-                self.send_response(304); self.send_header('ETag', tags[i])
-                self.send_header('Content-Length', '0'); self.end_headers(); return
-            body = files[i]
-            self.send_response(200)
-            self.send_header('Content-Type', 'application/xml')
-            self.send_header('ETag', tags[i])
-            self.send_header('Content-Length', str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    class H(socketserver.StreamRequestHandler):
+        def handle(self):
+            while True:
+                line = self.rfile.readline(65537)
+                if not line:
+                    return
+                etag, close = None, False
+                while (h := self.rfile.readline(65537)) not in (b'\\r\\n', b'\\n', b''):
+                    name, _, value = h.partition(b':')
+                    name = name.strip().lower()
+                    if name == b'if-none-match':
+                        etag = value.strip()
+                    elif name == b'connection' and value.strip().lower() == b'close':
+                        close = True
+                time.sleep(delay)
+                i = int(line.split()[1].rsplit(b'/', 1)[1].split(b'.')[0]) % len(files)
+                self.wfile.write(not_modified[i] if etag == tags[i] else full[i])
+                if close:
+                    return
 
-    class S(ThreadingHTTPServer):
+    class S(socketserver.ThreadingTCPServer):
         daemon_threads = True
+        allow_reuse_address = True
         request_queue_size = 1024
 
     srv = S(('0.0.0.0', int(sys.argv[1])), H)
     print('ready', flush=True)
     srv.serve_forever()
 """)
+
 
 
 def sample_files() -> list[Path]:
@@ -89,6 +99,22 @@ def free_port() -> int:
 
 def urls(n: int, port: int) -> list[str]:
     return [f"http://127.0.0.{1 + i % HOSTS}:{port}/feed/{i}.xml" for i in range(n)]
+
+
+def cpu_time() -> float:
+    """CPU of this process and of its finished children: the pipeline's forked fetch processes
+    (joined before run_ingest returns), not the still-running feed server."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def server_cpu(pid: int) -> float:
+    """The feed server's CPU seconds so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def baseline(feed_urls: list[str], db: Path) -> tuple[float, int]:
@@ -132,8 +158,9 @@ def main() -> None:
     ap.add_argument("--feeds", type=int, default=1000)
     ap.add_argument("--delay-ms", type=float, default=50)
     ap.add_argument("--baseline-feeds", type=int, default=100, help="feeds the baseline really polls")
-    ap.add_argument("--workers", type=int, default=128)
+    ap.add_argument("--workers", type=int, default=200)
     ap.add_argument("--per-host", type=int, default=2)
+    ap.add_argument("--processes", type=int, default=os.cpu_count() or 1, help="fetch-and-parse processes")
     args = ap.parse_args()
 
     files = sample_files()
@@ -144,7 +171,7 @@ def main() -> None:
     feed_urls = urls(args.feeds, port)
     print(f"{args.feeds} feeds cycled from {len(files)} sample files ({sum(f.stat().st_size for f in files) / 1e6:.1f} MB), "
           f"{HOSTS} hosts, {args.delay_ms:g} ms server delay, {os.cpu_count()} cores, "
-          f"{args.workers} workers, {args.per_host} per host\n")
+          f"{args.workers} workers, {args.per_host} per host, {args.processes} fetch processes\n")
     rows = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -157,21 +184,24 @@ def main() -> None:
                          t_base_n, args.feeds / t_base_n, items_base * scale / t_base_n, cpu_base * scale))
 
             settings = Settings(db_path=tmp / "bench.duckdb", data_dir=tmp / "data", lock_wait_s=60,
-                                fetch_workers=args.workers, fetch_per_host=args.per_host)
+                                fetch_workers=args.workers, fetch_per_host=args.per_host,
+                                fetch_processes=args.processes)
             registry = tmp / "feeds.yaml"
             registry.write_text("feeds:\n" + "".join(f"  - {{url: '{u}', name: 'f{i}'}}\n" for i, u in enumerate(feed_urls)))
             with open_db(settings.db_path) as con:
                 import_feeds(con, registry)
-            t, c = time.perf_counter(), time.process_time()
+            t, c, sc = time.perf_counter(), cpu_time(), server_cpu(server.pid)
             first = run_ingest(settings, force=True, show_progress=False)
-            t_first, cpu_first = time.perf_counter() - t, time.process_time() - c
+            t_first, cpu_first = time.perf_counter() - t, cpu_time() - c
+            server_first = server_cpu(server.pid) - sc
             with open_db(settings.db_path) as con:
                 items_total = con.execute("SELECT sum(items_total) FROM fetches").fetchall()[0][0]
             rows.append(("(b) pipeline, first poll into DuckDB", t_first, args.feeds / t_first,
                          items_total / t_first, cpu_first))
-            t, c = time.perf_counter(), time.process_time()
+            t, c, sc = time.perf_counter(), cpu_time(), server_cpu(server.pid)
             again = run_ingest(settings, force=True, show_progress=False)
-            t_again, cpu_again = time.perf_counter() - t, time.process_time() - c
+            t_again, cpu_again = time.perf_counter() - t, cpu_time() - c
+            server_again = server_cpu(server.pid) - sc
             rows.append(("(c) pipeline, re-poll of unchanged feeds", t_again, args.feeds / t_again, 0.0, cpu_again))
             cpu, floor, n_items = parse_floor(files, args.feeds)
             rows.append((f"(d) parse-only floor: {cpu:.2f} s CPU / {os.cpu_count()} cores", floor,
@@ -191,9 +221,12 @@ def main() -> None:
     repoll = t_first / t_again
     print(f"\ntarget: first poll at least 20x the baseline ... {'met' if vs_base >= 20 else 'NOT met'} ({vs_base:.0f}x)")
     print(f"target: first poll within 2x of the floor ..... {'met' if vs_floor <= 2 else 'NOT met'} ({vs_floor:.1f}x)")
-    print(f"target: re-poll at least 10x cheaper .......... {'met' if repoll >= 10 else 'NOT met'} "
-          f"({repoll:.1f}x in time, {cpu_first / cpu_again:.1f}x in CPU)")
-    print("(the server process shares the same cores; CPU columns count this process only)")
+    cheaper = cpu_first / cpu_again
+    print(f"target: re-poll at least 10x cheaper (CPU) .... {'met' if cheaper >= 10 else 'NOT met'} "
+          f"({cheaper:.1f}x in CPU; {repoll:.1f}x in time, where the server's delay and the per-host "
+          f"limit set a floor of {args.feeds / HOSTS / args.per_host * args.delay_ms / 1000:.2f} s)")
+    print(f"(the feed server shares the same cores: it used {server_first:.2f} s of CPU during (b) and "
+          f"{server_again:.2f} s during (c); the CPU column counts the pipeline's processes only)")
 
 
 if __name__ == "__main__":
