@@ -137,11 +137,11 @@ def fetch_and_stage(requests: list[FeedRequest], staging: Path, *, limits: Limit
 
     Parsing is CPU-bound Python, so one process would use one core. With ``processes`` > 1
     this process only fetches, and deals the bodies out, about a megabyte at a time, to that
-    many parser processes, forked when the first body arrives; each writes its items to the batch directory as one file
-    (items-<n>.parquet: a frame per chunk would cost more than the parsing saves) and sends back
-    its fetch rows. Unchanged feeds (304s, same hash) have nothing to parse and never leave this
-    process. If a parser process dies (the OOM killer, say), the others are stopped, their files
-    dropped, and every body not reported back is parsed here: nothing is lost.
+    many parser processes, forked when the first body arrives; each writes its items to the
+    batch directory as one file (items-<n>.parquet) and sends back its fetch rows. Unchanged
+    feeds (304s, same hash) have nothing to parse and never leave this process. If a parser
+    process dies (the OOM killer, say), the others are stopped, their files dropped, and every
+    body not reported back is parsed here: nothing is lost.
     """
     if processes < 2 or len(requests) < PARALLEL_MIN_FEEDS or not _can_fork():
         batch, polled = make_batch(poll(requests, limits=limits, workers=workers, per_host=per_host,
@@ -213,7 +213,9 @@ def _can_fork() -> bool:
 def _parse_worker(tasks, results, items_path: Path, i: int) -> None:
     """A parser process: parse every chunk it is dealt, write the items, report the fetches."""
     try:
-        batch, polled = make_batch(_parse(o) for chunk in iter(tasks.get, None) for o in chunk)
+        # One items frame at the end (frames cost per call, and nothing here waits on the network).
+        batch, polled = make_batch((_parse(o) for chunk in iter(tasks.get, None) for o in chunk),
+                                   chunk_items=sys.maxsize)
         if len(batch.items):
             _write_parquet(batch.items, items_path)
         results.put((i, len(batch.items) > 0, batch.fetches, [p.outcome for p in polled]))
