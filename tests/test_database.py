@@ -102,3 +102,21 @@ def test_other_duckdb_errors_are_not_mistaken_for_locks(tmp_path):
     bad.write_text("this is not a database")
     with pytest.raises(duckdb.Error):
         connect(bad, wait_s=5)
+
+
+def test_views_are_recreated_when_their_files_change_and_only_then(db_path, tmp_path):
+    sql = tmp_path / "sql"
+    (sql / "views").mkdir(parents=True)
+    (sql / "001_one.sql").write_text("CREATE TABLE a (x INTEGER); INSERT INTO a VALUES (1), (2);")
+    view = sql / "views" / "010_v.sql"
+    view.write_text("CREATE OR REPLACE VIEW v AS SELECT count(*) AS n FROM a;")
+    con = connect(db_path)
+    migrate(con, sql)
+    assert query_one(con, "SELECT n FROM v") == (2,)
+    con.execute("CREATE OR REPLACE VIEW v AS SELECT 'analyst' AS n")  # not from the files
+    migrate(con, sql)  # files unchanged: left as they are
+    assert query_one(con, "SELECT n FROM v") == ("analyst",)
+    view.write_text("CREATE OR REPLACE VIEW v AS SELECT sum(x) AS n FROM a;")
+    migrate(con, sql)
+    assert query_one(con, "SELECT n FROM v") == (3,)
+    con.close()

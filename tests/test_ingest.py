@@ -540,3 +540,130 @@ def test_each_loader_merges_only_its_own_lane(settings, httpserver, monkeypatch)
         assert query_one(con, "SELECT count(*) FROM items")[0] == 151
     with pytest.raises(ValueError, match="plain name"):
         jobs.load_staged(lane="../elsewhere")
+
+
+# --- parsing in parser processes ---------------------------------------------------------------
+
+def _many_feeds(settings, httpserver, n=20):
+    """n feeds cycled from the fixture files, plus one whose items have neither guid nor link."""
+    files = sorted((FIXTURES / "feeds").glob("*.xml"))
+    for i in range(n):
+        httpserver.expect_request(f"/f{i}.xml").respond_with_data(files[i % len(files)].read_bytes(),
+                                                                  content_type="application/xml")
+        register(settings, f"f{i}", httpserver.url_for(f"/f{i}.xml"))
+    bare = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>T</title>'
+            b"<item><title>same</title><pubDate>Fri, 07 Oct 2016 20:32:00 +0000</pubDate></item>"
+            b"<item><title>same</title><pubDate>Fri, 07 Oct 2016 20:32:00 +0000</pubDate></item>"
+            b"<item><title>other</title><pubDate>Fri, 07 Oct 2016 20:33:00 +0000</pubDate></item>"
+            b"</channel></rss>")
+    httpserver.expect_request("/bare.xml").respond_with_data(bare, content_type="application/xml")
+    register(settings, "bare", httpserver.url_for("/bare.xml"))
+
+
+def _stored(settings):
+    return sorted(rows(settings, """SELECT s.name, i.dedup_key, i.title, i.url, i.published_raw,
+                                           i.published_utc, i.time_flags, i.summary
+                                    FROM items i JOIN sources s USING (source_id)"""))
+
+
+def _spy_on_parsers(monkeypatch, tmp_path, die_as=None):
+    """Each parser process leaves a file named for its pid; ``die_as`` parser exits at once."""
+    import os
+
+    from pipeline import ingest as ingest_module
+
+    real = ingest_module._parse_worker
+    marks = tmp_path / "parsers"
+    marks.mkdir()
+
+    def spy(tasks, results, items_path, i):
+        (marks / str(os.getpid())).touch()
+        if i == die_as:
+            os._exit(3)  # as the OOM killer would end it: no report, no cleanup
+        real(tasks, results, items_path, i)
+
+    monkeypatch.setattr(ingest_module, "_parse_worker", spy)
+    return marks
+
+
+def test_parser_processes_store_exactly_what_one_process_stores(settings, httpserver, tmp_path, monkeypatch):
+    import os
+
+    _many_feeds(settings, httpserver)
+    marks = _spy_on_parsers(monkeypatch, tmp_path)
+    parallel = Settings(**{**settings.__dict__, "fetch_processes": 2})
+    first = ingest(parallel)
+    assert first.ok == 21 and first.failed == 0
+    assert {int(p.name) for p in marks.iterdir()} - {os.getpid()}  # parsed in other processes
+    serial = Settings(**{**settings.__dict__, "db_path": tmp_path / "serial.duckdb", "fetch_processes": 1})
+    register(serial, "placeholder", "http://127.0.0.1:9/never.xml")  # same schema, own file
+    with open_db(serial.db_path) as con:
+        con.execute("DELETE FROM sources")
+    _many_feeds(serial, httpserver)
+    assert ingest(serial).items_new == first.items_new
+    assert _stored(parallel) == _stored(serial)
+    # Items without guid or link are told apart by a hash of title, date and summary.
+    assert sorted(r[2] for r in _stored(parallel) if r[0] == "bare") == ["other", "same"]
+    again = ingest(parallel)  # same bodies: caught by their hash, not parsed again
+    assert (again.not_modified, again.items_new) == (21, 0)
+    assert rows(parallel, "SELECT count(*) FROM items")[0][0] == first.items_new
+
+
+def test_a_poll_of_unchanged_feeds_starts_no_parser(settings, httpserver, tmp_path, monkeypatch):
+    body = FEED.read_bytes()
+
+    def conditional(request):
+        if request.headers.get("If-None-Match") == '"v1"':
+            return Response(status=304, headers={"ETag": '"v1"'})
+        return Response(body, content_type="application/rss+xml", headers={"ETag": '"v1"'})
+
+    for i in range(20):
+        httpserver.expect_request(f"/f{i}.xml").respond_with_handler(conditional)
+        register(settings, f"f{i}", httpserver.url_for(f"/f{i}.xml"))
+    marks = _spy_on_parsers(monkeypatch, tmp_path)
+    parallel = Settings(**{**settings.__dict__, "fetch_processes": 2})
+    assert ingest(parallel).items_new == 200
+    started = len(list(marks.iterdir()))
+    assert started == 2
+    assert ingest(parallel).not_modified == 20
+    assert len(list(marks.iterdir())) == started
+
+
+def test_a_parser_process_that_dies_loses_nothing(settings, httpserver, tmp_path, monkeypatch):
+    _many_feeds(settings, httpserver)
+    _spy_on_parsers(monkeypatch, tmp_path, die_as=0)
+    parallel = Settings(**{**settings.__dict__, "fetch_processes": 2})
+    summary = ingest(parallel)
+    assert summary.ok == 21 and summary.failed == 0  # the dead parser's share was parsed here
+    (fetches,) = rows(settings, "SELECT count(*) FROM fetches")[0]
+    assert fetches == 21
+    (items, distinct) = rows(settings, "SELECT count(*), count(DISTINCT (source_id, dedup_key)) FROM items")[0]
+    assert items == distinct == summary.items_new
+
+
+def test_a_redirect_to_another_scheme_is_refused(settings, httpserver):
+    httpserver.expect_request("/feed.xml").respond_with_data("", status=302, headers={"Location": "file:///etc/passwd"})
+    register(settings, "f", httpserver.url_for("/feed.xml"))
+    assert ingest(settings).failed == 1
+    status, _, error, *_ = last_fetch(settings, "f")
+    assert status == "failed" and "only http and https" in error
+
+
+def test_a_consumer_that_stops_early_is_not_held_by_slow_transfers(httpserver):
+    from pipeline.fetch import FeedRequest, Limits, fetch_all
+
+    httpserver.expect_request("/fast.xml").respond_with_data(FEED.read_bytes())
+
+    def slow(request):
+        time.sleep(3)
+        return Response(FEED.read_bytes())
+
+    httpserver.expect_request("/slow.xml").respond_with_handler(slow)
+    reqs = [FeedRequest(1, "fast", httpserver.url_for("/fast.xml")),
+            FeedRequest(2, "slow", httpserver.url_for("/slow.xml"))]
+    started = time.monotonic()
+    outcomes = fetch_all(reqs, Limits(read_timeout_s=10, deadline_s=10), workers=2, per_host=2)
+    first = next(outcomes)
+    outcomes.close()
+    assert first.request.name == "fast" and first.status == "fetched"
+    assert time.monotonic() - started < 2
