@@ -67,7 +67,7 @@ class Settings:
     fetch_read_timeout_s: float = 20.0
     fetch_deadline_s: float = 60.0
     fetch_max_bytes: int = 20 * 1024 * 1024
-    fetch_workers: int = 32
+    fetch_workers: int = 100  # transfers in flight; with libcurl each is a socket, not a thread
     fetch_per_host: int = 2
     # Processes that fetch and parse in parallel (`media-timing ingest feeds`); load_settings
     # defaults it to the number of cores. Airflow's mapped fetch tasks are processes already.
@@ -99,7 +99,7 @@ def load_settings() -> Settings:
         fetch_read_timeout_s=_float("MEDIA_TIMING_FETCH_READ_TIMEOUT_S", 20.0),
         fetch_deadline_s=_float("MEDIA_TIMING_FETCH_DEADLINE_S", 60.0),
         fetch_max_bytes=_int("MEDIA_TIMING_FETCH_MAX_BYTES", 20 * 1024 * 1024),
-        fetch_workers=_int("MEDIA_TIMING_FETCH_WORKERS", 32),
+        fetch_workers=_int("MEDIA_TIMING_FETCH_WORKERS", 100),
         fetch_per_host=_int("MEDIA_TIMING_FETCH_PER_HOST", 2),
         fetch_processes=_int("MEDIA_TIMING_FETCH_PROCESSES", os.cpu_count() or 1),
         poll_minutes=_int("MEDIA_TIMING_POLL_MINUTES", 15),
