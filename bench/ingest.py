@@ -10,7 +10,7 @@ Prints feeds/s and items/s for:
   (c) its re-poll of the unchanged feeds (conditional GET: 304s);
   (d) the parse-only floor of the parser used: its CPU time for the same N bodies / cores.
 
-Run: .venv/bin/python bench/ingest.py [--feeds 1000] [--delay-ms 50] [--baseline-feeds 100]
+Run: .venv/bin/python bench/ingest.py [--feeds 1000] [--delay-ms 50] [--baseline-feeds 100] [--runs 3]
 Sample feeds: ../shared/feeds-sample if present (60 files), else tests/fixtures/feeds (7).
 """
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -153,6 +154,27 @@ def parse_floor(files: list[Path], n: int) -> tuple[float, float, int]:
     return cpu, cpu / (os.cpu_count() or 1), len(entries)
 
 
+def pipeline_run(where: Path, feed_urls: list[str], args, server_pid: int) -> dict:
+    """A fresh database with every feed registered, then `ingest feeds` twice."""
+    settings = Settings(db_path=where / "bench.duckdb", data_dir=where / "data", lock_wait_s=60,
+                        fetch_workers=args.workers, fetch_per_host=args.per_host,
+                        fetch_processes=args.processes)
+    where.mkdir(parents=True)
+    registry = where / "feeds.yaml"
+    registry.write_text("feeds:\n" + "".join(f"  - {{url: '{u}', name: 'f{i}'}}\n" for i, u in enumerate(feed_urls)))
+    with open_db(settings.db_path) as con:
+        import_feeds(con, registry)
+    out = {}
+    for label in ("first", "again"):
+        t, c, sc = time.perf_counter(), cpu_time(), server_cpu(server_pid)
+        out[label] = run_ingest(settings, force=True, show_progress=False)
+        out["t_" + label], out["cpu_" + label] = time.perf_counter() - t, cpu_time() - c
+        out["server_" + label] = server_cpu(server_pid) - sc
+    with open_db(settings.db_path) as con:
+        out["items"] = con.execute("SELECT sum(items_total) FROM fetches WHERE items_total > 0").fetchall()[0][0]
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--feeds", type=int, default=1000)
@@ -160,7 +182,8 @@ def main() -> None:
     ap.add_argument("--baseline-feeds", type=int, default=100, help="feeds the baseline really polls")
     ap.add_argument("--workers", type=int, default=200)
     ap.add_argument("--per-host", type=int, default=2)
-    ap.add_argument("--processes", type=int, default=os.cpu_count() or 1, help="fetch-and-parse processes")
+    ap.add_argument("--processes", type=int, default=os.cpu_count() or 1, help="parser processes")
+    ap.add_argument("--runs", type=int, default=3, help="first poll + re-poll + floor, each run; medians shown")
     args = ap.parse_args()
 
     files = sample_files()
@@ -183,29 +206,18 @@ def main() -> None:
             rows.append((f"(a) baseline: feedparser.parse(url) loop + row inserts ({nb} feeds, x{scale:g})",
                          t_base_n, args.feeds / t_base_n, items_base * scale / t_base_n, cpu_base * scale))
 
-            settings = Settings(db_path=tmp / "bench.duckdb", data_dir=tmp / "data", lock_wait_s=60,
-                                fetch_workers=args.workers, fetch_per_host=args.per_host,
-                                fetch_processes=args.processes)
-            registry = tmp / "feeds.yaml"
-            registry.write_text("feeds:\n" + "".join(f"  - {{url: '{u}', name: 'f{i}'}}\n" for i, u in enumerate(feed_urls)))
-            with open_db(settings.db_path) as con:
-                import_feeds(con, registry)
-            t, c, sc = time.perf_counter(), cpu_time(), server_cpu(server.pid)
-            first = run_ingest(settings, force=True, show_progress=False)
-            t_first, cpu_first = time.perf_counter() - t, cpu_time() - c
-            server_first = server_cpu(server.pid) - sc
-            with open_db(settings.db_path) as con:
-                items_total = con.execute("SELECT sum(items_total) FROM fetches").fetchall()[0][0]
-            rows.append(("(b) pipeline, first poll into DuckDB", t_first, args.feeds / t_first,
-                         items_total / t_first, cpu_first))
-            t, c, sc = time.perf_counter(), cpu_time(), server_cpu(server.pid)
-            again = run_ingest(settings, force=True, show_progress=False)
-            t_again, cpu_again = time.perf_counter() - t, cpu_time() - c
-            server_again = server_cpu(server.pid) - sc
-            rows.append(("(c) pipeline, re-poll of unchanged feeds", t_again, args.feeds / t_again, 0.0, cpu_again))
-            cpu, floor, n_items = parse_floor(files, args.feeds)
-            rows.append((f"(d) parse-only floor: {cpu:.2f} s CPU / {os.cpu_count()} cores", floor,
-                         args.feeds / floor, n_items / floor, cpu))
+            runs = []
+            for r in range(args.runs):  # each run: a fresh database, a first poll, a re-poll
+                runs.append(pipeline_run(tmp / f"run{r}", feed_urls, args, server.pid))
+                runs[-1]["floor_cpu"], runs[-1]["floor"], n_items = parse_floor(files, args.feeds)
+            med = {k: statistics.median(r[k] for r in runs) for k in runs[0] if k not in ("first", "again")}
+            first, again = runs[0]["first"], runs[0]["again"]
+            rows.append(("(b) pipeline, first poll into DuckDB", med["t_first"], args.feeds / med["t_first"],
+                         med["items"] / med["t_first"], med["cpu_first"]))
+            rows.append(("(c) pipeline, re-poll of unchanged feeds", med["t_again"], args.feeds / med["t_again"],
+                         0.0, med["cpu_again"]))
+            rows.append((f"(d) parse-only floor: {med['floor_cpu']:.2f} s CPU / {os.cpu_count()} cores",
+                         med["floor"], args.feeds / med["floor"], n_items / med["floor"], med["floor_cpu"]))
     finally:
         server.terminate()
         server.wait()
@@ -216,17 +228,19 @@ def main() -> None:
         print(f"{what:<{width}}  {sec:>8.2f}  {fps:>9.0f}  {ips:>10.0f}  {cpu_s:>12.2f}")
     print(f"\nfirst poll: {first.line()}")
     print(f"re-poll:    {again.line()}")
-    vs_base = t_base_n / t_first
-    vs_floor = t_first / floor
-    repoll = t_first / t_again
+    print(f"({args.runs} runs, medians shown; per run, first poll / re-poll / floor, seconds: "
+          + ", ".join(f"{r['t_first']:.2f} / {r['t_again']:.2f} / {r['floor']:.2f}" for r in runs) + ")")
+    vs_base = t_base_n / med["t_first"]
+    vs_floor = med["t_first"] / med["floor"]
+    repoll = med["t_first"] / med["t_again"]
     print(f"\ntarget: first poll at least 20x the baseline ... {'met' if vs_base >= 20 else 'NOT met'} ({vs_base:.0f}x)")
     print(f"target: first poll within 2x of the floor ..... {'met' if vs_floor <= 2 else 'NOT met'} ({vs_floor:.1f}x)")
-    cheaper = cpu_first / cpu_again
+    cheaper = med["cpu_first"] / med["cpu_again"]
     print(f"target: re-poll at least 10x cheaper (CPU) .... {'met' if cheaper >= 10 else 'NOT met'} "
           f"({cheaper:.1f}x in CPU; {repoll:.1f}x in time, where the server's delay and the per-host "
           f"limit set a floor of {args.feeds / HOSTS / args.per_host * args.delay_ms / 1000:.2f} s)")
-    print(f"(the feed server shares the same cores: it used {server_first:.2f} s of CPU during (b) and "
-          f"{server_again:.2f} s during (c); the CPU column counts the pipeline's processes only)")
+    print(f"(the feed server shares the same cores: it used {med['server_first']:.2f} s of CPU during (b) "
+          f"and {med['server_again']:.2f} s during (c); the CPU column counts the pipeline's processes only)")
 
 
 if __name__ == "__main__":
