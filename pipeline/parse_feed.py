@@ -285,8 +285,9 @@ def items_frame(entries: list[RawEntry], base_urls: list[str], fetched_utc: pd.S
     One call per batch, not per feed: the date parsing is vectorised over every entry at once.
     A date without a zone is read as UTC *and flagged* (no_zone); an unparseable one keeps its
     raw string and no parsed value (unparseable); none at all is flagged missing; a date more
-    than ten minutes after its fetch is flagged future. ``url_normalized`` is filled only where
-    there is no guid (it is the dedup key there) and stays NULL where a guid identifies the item.
+    than ten minutes after its fetch is flagged future. ``url_normalized`` (tracking parameters
+    and fragment dropped) is the dedup key where there is no guid, and lets an analyst match the
+    same story across sources.
     """
     from .urls import normalize_url
 
@@ -310,7 +311,7 @@ def items_frame(entries: list[RawEntry], base_urls: list[str], fetched_utc: pd.S
     return pd.DataFrame({
         "guid": guids,
         "url": links,
-        "url_normalized": [normalize_url(u) if g is None else None for g, u in zip(guids, links)],
+        "url_normalized": [normalize_url(u) for u in links],
         "title": [_clean(e.title) for e in entries],
         "author": [_clean(e.author, 200) for e in entries],
         "summary": [_clean(e.summary, SUMMARY_CHARS) for e in entries],

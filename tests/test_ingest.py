@@ -244,6 +244,19 @@ def test_missing_and_future_dates_are_flagged_not_invented(settings, httpserver)
     assert got["c"][0] == ["no_zone"]
 
 
+def test_every_item_keeps_a_normalised_link(settings, httpserver):
+    body = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>T</title>'
+            b"<item><guid>g1</guid><link>HTTPS://Example.ORG:443/story?utm_source=rss&amp;id=7#top</link></item>"
+            b"<item><link>https://example.org/other?fbclid=x</link></item>"
+            b"</channel></rss>")
+    httpserver.expect_request("/feed.xml").respond_with_data(body, content_type="application/rss+xml")
+    register(settings, "f", httpserver.url_for("/feed.xml"))
+    ingest(settings)
+    got = sorted(rows(settings, "SELECT dedup_key, url_normalized FROM items"))
+    assert got == [("guid:g1", "https://example.org/story?id=7"),
+                   ("url:https://example.org/other", "https://example.org/other")]
+
+
 def test_duplicate_guids_are_one_item(settings, httpserver):
     httpserver.expect_request("/feed.xml").respond_with_data(rss([("a", "first"), ("a", "again"), ("b", "x")]))
     register(settings, "f", httpserver.url_for("/feed.xml"))
