@@ -376,8 +376,3 @@ def fetch_all(requests: Iterable[FeedRequest], limits: Limits = Limits(), *, wor
     finally:
         stop.set()
         thread.join()
-
-
-def fetch_feed(req: FeedRequest, limits: Limits = Limits()) -> FetchOutcome:
-    """Poll one feed."""
-    return list(fetch_all([req], limits, workers=1, per_host=1))[0]

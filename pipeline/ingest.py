@@ -72,17 +72,12 @@ def due_feeds(con: duckdb.DuckDBPyConnection, *, now: datetime, poll_minutes: in
     return out
 
 
-def _by_host(requests: list[FeedRequest]) -> dict[str, list[FeedRequest]]:
-    by_host: dict[str, list[FeedRequest]] = defaultdict(list)
-    for r in requests:
-        by_host[host_of(r.url)].append(r)
-    return by_host
-
-
 def shard_by_host(requests: list[FeedRequest], shards: int) -> list[list[FeedRequest]]:
     """Split feeds into at most ``shards`` groups, keeping each host's feeds together (so a
     host's politeness limit holds across parallel fetch tasks)."""
-    by_host = _by_host(requests)
+    by_host: dict[str, list[FeedRequest]] = defaultdict(list)
+    for r in requests:
+        by_host[host_of(r.url)].append(r)
     groups: list[list[FeedRequest]] = [[] for _ in range(max(1, min(shards, len(by_host))))]
     for host_feeds in sorted(by_host.values(), key=len, reverse=True):
         min(groups, key=len).extend(host_feeds)
