@@ -38,6 +38,7 @@ FETCH_COLUMNS = ["fetch_key", "source_id", "started_utc", "status", "http_status
                  "bytes", "latency_ms", "etag", "last_modified", "body_sha256", "parser", "bozo",
                  "bozo_reason", "items_total", "retry_after_utc", "error"]
 SUCCESS_MARK = "_SUCCESS"
+ABANDONED_AFTER = timedelta(days=1)  # an unfinished batch directory this old was abandoned
 
 
 # --- plan ------------------------------------------------------------------------------------
@@ -181,6 +182,9 @@ def fetch_and_stage(requests: list[FeedRequest], staging: Path, *, limits: Limit
             for _ in parsers:
                 tasks.put(None)
             reports = _gather(parsers, results)
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)  # nothing of this poll was recorded: poll again
+        raise
     finally:
         tasks.cancel_join_thread()  # chunks a dead parser never took must not block our exit
         for p in parsers:
@@ -350,6 +354,19 @@ def staged_dirs(root: Path) -> list[Path]:
     return sorted((d for d in root.iterdir() if (d / SUCCESS_MARK).exists()), key=lambda d: d.stat().st_mtime)
 
 
+def drop_abandoned(root: Path, older_than: timedelta = ABANDONED_AFTER) -> list[Path]:
+    """Remove batch directories never completed (no _SUCCESS) and untouched for a day: what a
+    killed poll leaves. Nothing in them was recorded, so the feeds are simply polled again."""
+    if not root.exists():
+        return []
+    cutoff = datetime.now(UTC).timestamp() - older_than.total_seconds()
+    dropped = [d for d in root.iterdir()
+               if d.is_dir() and not (d / SUCCESS_MARK).exists() and d.stat().st_mtime < cutoff]
+    for d in dropped:
+        shutil.rmtree(d, ignore_errors=True)
+    return dropped
+
+
 # --- load ------------------------------------------------------------------------------------
 
 @dataclass
@@ -447,7 +464,8 @@ def staging_lane(data_dir: Path, lane: str) -> Path:
 
 
 def load_all_staged(con: duckdb.DuckDBPyConnection, root: Path, *, max_failures: int) -> list[LoadResult]:
-    """Merge the staged batches in root, oldest first."""
+    """Merge the staged batches in root, oldest first (and clear away abandoned ones)."""
+    drop_abandoned(root)
     return [load_staged_dir(con, d, max_failures=max_failures) for d in staged_dirs(root)]
 
 

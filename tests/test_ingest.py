@@ -680,3 +680,18 @@ def test_a_consumer_that_stops_early_is_not_held_by_slow_transfers(httpserver):
     outcomes.close()
     assert first.request.name == "fast" and first.status == "fetched"
     assert time.monotonic() - started < 2
+
+
+def test_an_abandoned_batch_directory_is_cleared_and_a_fresh_one_kept(settings, tmp_path):
+    import os
+
+    lane = settings.data_dir / "staging" / "cli"
+    old, fresh = lane / "old", lane / "fresh"
+    for d in (old, fresh):
+        d.mkdir(parents=True)
+        (d / "items-0.parquet").write_bytes(b"partial")
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(old, (two_days_ago, two_days_ago))
+    with open_db(settings.db_path) as con:
+        assert load_all_staged(con, lane, max_failures=3) == []
+    assert not old.exists() and fresh.exists()  # fresh: perhaps a poll still writing it
