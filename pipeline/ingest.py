@@ -147,61 +147,96 @@ def fetch_and_stage(requests: list[FeedRequest], staging: Path, *, limits: Limit
     batch_id = uuid.uuid4().hex
     target = staging / batch_id
     target.mkdir(parents=True, exist_ok=True)
-    ctx = multiprocessing.get_context("fork")
-    tasks, results = ctx.Queue(), ctx.Queue()
-    parsers: list = []
-    sent: dict[str, FetchOutcome] = {}
+    parsers = _Parsers(processes, target)
     kept: list[FetchOutcome] = []
-    reports: dict = {}
     try:
-        chunk, size = [], 0
         # The transfers advance in this thread (background=False), so when the first body
         # arrives and the parsers are forked, this process has one thread (the queue's feeder
         # thread starts with the first put, after the fork). A poll of unchanged feeds forks none.
         for out in fetch_all(requests, limits, workers=workers, per_host=per_host, background=False):
             if progress:
                 progress(1)
-            if out.status != "fetched":
+            if out.status == "fetched":
+                parsers.deal(out)
+            else:
                 kept.append(out)
-                continue
-            if not parsers:
-                parsers = [ctx.Process(target=_parse_worker, daemon=True, name=f"media-timing-parse-{i}",
-                                       args=(tasks, results, target / f"items-{i}.parquet", i))
-                           for i in range(processes)]
-                for p in parsers:
-                    p.start()
-            sent[out.fetch_key] = out
-            chunk.append(out)
-            size += out.bytes
-            if size >= CHUNK_BYTES:
-                tasks.put(chunk)
-                chunk, size = [], 0
-        if parsers:
-            if chunk:
-                tasks.put(chunk)
-            for _ in parsers:
-                tasks.put(None)
-            reports = _gather(parsers, results)
+        reports = parsers.finish()
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)  # nothing of this poll was recorded: poll again
         raise
     finally:
-        tasks.cancel_join_thread()  # chunks a dead parser never took must not block our exit
-        for p in parsers:
-            if p.is_alive():
-                p.terminate()
-            p.join()
-    for i in range(len(parsers)):
-        if i not in reports:  # a parser that did not report: its file (if any) is not trusted
-            (target / f"items-{i}.parquet").unlink(missing_ok=True)
+        parsers.stop()
+    parsers.drop_unreported(reports)
     returned = [o for _, _, outcomes in reports.values() for o in outcomes]
     done = {o.fetch_key for o in returned}
-    kept += [o for k, o in sent.items() if k not in done]
+    kept += [o for k, o in parsers.sent.items() if k not in done]  # a parser died: parse here
     here, polled = make_batch(_parse(o) for o in kept)
     fetches = pd.concat([here.fetches, *(f for _, f, _ in reports.values())], ignore_index=True)
     with_items = any(has for has, _, _ in reports.values())
     stage(Batch(batch_id, fetches, here.items), staging, items=len(here.items) > 0 or not with_items)
     return target, [p.outcome for p in polled] + returned
+
+
+class _Parsers:
+    """Parser processes, forked at the first body, dealt bodies a chunk at a time through a
+    queue; each writes items-<n>.parquet into the batch and reports its fetch rows."""
+
+    def __init__(self, processes: int, target: Path):
+        self.n, self.target = processes, target
+        ctx = multiprocessing.get_context("fork")
+        self.ctx, self.tasks, self.results = ctx, ctx.Queue(), ctx.Queue()
+        self.procs: list = []
+        self.sent: dict[str, FetchOutcome] = {}  # kept, bodies and all, until the reports are in
+        self.chunk: list[FetchOutcome] = []
+        self.size = 0
+
+    def deal(self, out: FetchOutcome) -> None:
+        if not self.procs:
+            self.procs = [self.ctx.Process(target=_parse_worker, daemon=True, name=f"media-timing-parse-{i}",
+                                           args=(self.tasks, self.results, self.target / f"items-{i}.parquet", i))
+                          for i in range(self.n)]
+            for p in self.procs:
+                p.start()
+        self.sent[out.fetch_key] = out
+        self.chunk.append(out)
+        self.size += out.bytes
+        if self.size >= CHUNK_BYTES:
+            self.tasks.put(self.chunk)
+            self.chunk, self.size = [], 0
+
+    def finish(self) -> dict[int, tuple[bool, pd.DataFrame, list[FetchOutcome]]]:
+        """Every parser's report; stops early (with what arrived) if one died or failed."""
+        if not self.procs:
+            return {}
+        if self.chunk:
+            self.tasks.put(self.chunk)
+        for _ in self.procs:
+            self.tasks.put(None)
+        reports: dict[int, tuple[bool, pd.DataFrame, list[FetchOutcome]]] = {}
+        while len(reports) < len(self.procs):
+            try:
+                got = self.results.get(timeout=0.5)
+            except queue.Empty:
+                if any(p.exitcode not in (None, 0) for p in self.procs):
+                    break
+                continue
+            if len(got) == 2:  # (i, error)
+                break
+            reports[got[0]] = got[1:]
+        return reports
+
+    def drop_unreported(self, reports: dict) -> None:
+        """Remove the files of parsers that did not report (once all are stopped)."""
+        for i in range(len(self.procs)):
+            if i not in reports:
+                (self.target / f"items-{i}.parquet").unlink(missing_ok=True)
+
+    def stop(self) -> None:
+        self.tasks.cancel_join_thread()  # chunks a dead parser never took must not block our exit
+        for p in self.procs:
+            if p.is_alive():
+                p.terminate()
+            p.join()
 
 
 def _can_fork() -> bool:
@@ -220,22 +255,6 @@ def _parse_worker(tasks, results, items_path: Path, i: int) -> None:
         results.put((i, len(batch.items) > 0, batch.fetches, [p.outcome for p in polled]))
     except Exception as exc:  # the parent parses this worker's share itself
         results.put((i, f"{type(exc).__name__}: {exc}"))
-
-
-def _gather(parsers: list, results) -> dict[int, tuple[bool, pd.DataFrame, list[FetchOutcome]]]:
-    """Each parser's report; stops early (with what arrived) if one died or failed."""
-    reports: dict[int, tuple[bool, pd.DataFrame, list[FetchOutcome]]] = {}
-    while len(reports) < len(parsers):
-        try:
-            got = results.get(timeout=0.5)
-        except queue.Empty:
-            if any(p.exitcode not in (None, 0) for p in parsers):
-                break
-            continue
-        if len(got) == 2:  # (i, error)
-            break
-        reports[got[0]] = got[1:]
-    return reports
 
 
 # --- batch -----------------------------------------------------------------------------------
