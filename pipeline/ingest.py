@@ -412,11 +412,17 @@ def _merge(con, batch_id: str, fetches: str, items: list[Path], max_failures: in
     if query_one(con, "SELECT 1 FROM staged_batches WHERE batch_id = ?", [batch_id]):
         res.already_loaded = True
         return res
-    with transaction(con):
-        _load(con, fetches, items, res)
-        res.disabled = _disable_failing(con, max_failures)
-        con.execute("INSERT INTO staged_batches VALUES (?, ?, ?, ?)",
-                    [batch_id, datetime.now(UTC), res.fetches, res.items_new])
+    # Checkpoint at commit rather than at close: cheaper for a large batch (about 0.03 s of 0.43 s
+    # for 26,000 items), and the file is complete when the transaction ends.
+    con.execute("SET checkpoint_threshold = '1KB'")
+    try:
+        with transaction(con):
+            _load(con, fetches, items, res)
+            res.disabled = _disable_failing(con, max_failures)
+            con.execute("INSERT INTO staged_batches VALUES (?, ?, ?, ?)",
+                        [batch_id, datetime.now(UTC), res.fetches, res.items_new])
+    finally:
+        con.execute("RESET checkpoint_threshold")
     return res
 
 
