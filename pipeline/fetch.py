@@ -224,6 +224,8 @@ class _Transfer:
             return f"body cut short: {message}"
         if errno == pycurl.E_BAD_CONTENT_ENCODING:
             return f"body undecodable: {message}"
+        if errno in (pycurl.E_PEER_FAILED_VERIFICATION, pycurl.E_SSL_CONNECT_ERROR):
+            return f"TLS failed: {message}"
         if errno == pycurl.E_UNSUPPORTED_PROTOCOL:
             return f"refused: only http and https are fetched or followed ({message})"
         if errno in (pycurl.E_COULDNT_CONNECT, pycurl.E_COULDNT_RESOLVE_HOST, pycurl.E_COULDNT_RESOLVE_PROXY,

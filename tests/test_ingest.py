@@ -695,3 +695,52 @@ def test_an_abandoned_batch_directory_is_cleared_and_a_fresh_one_kept(settings, 
     with open_db(settings.db_path) as con:
         assert load_all_staged(con, lane, max_failures=3) == []
     assert not old.exists() and fresh.exists()  # fresh: perhaps a poll still writing it
+
+
+@pytest.fixture
+def tls_server(tmp_path):
+    """A loopback HTTPS server with a self-signed certificate; yields the server and the
+    certificate's path (to trust it, or not)."""
+    import datetime as dt
+    import ipaddress
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    from pytest_httpserver import HTTPServer
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_path, key_path)
+    server = HTTPServer(host="localhost", ssl_context=context)
+    server.start()
+    yield server, cert_path
+    server.clear()
+    server.stop()
+
+
+def test_https_feeds_are_verified_against_the_ca_bundle(settings, tls_server, monkeypatch):
+    server, cert = tls_server
+    server.expect_request("/feed.xml").respond_with_data(FEED.read_bytes(), content_type="application/rss+xml")
+    register(settings, "f", server.url_for("/feed.xml"))
+    assert server.url_for("/feed.xml").startswith("https://")
+    assert ingest(settings).failed == 1  # self-signed: not in the CA bundle
+    assert last_fetch(settings, "f")[2].startswith("TLS failed")
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # now trusted
+    assert ingest(settings).items_new == 10
