@@ -1,7 +1,7 @@
 """Fetching feeds over HTTP: bytes plus the facts of the exchange, never a half-read body.
 
-libcurl (through pycurl) runs every transfer of a poll from one background thread, its multi
-interface keeping the connections alive and pooled. Every transfer has a connect timeout, a read
+libcurl (through pycurl) runs every transfer of a poll from one thread (a background one, or
+the caller's), its multi interface keeping the connections alive and pooled. Every transfer has a connect timeout, a read
 timeout (no byte for that long) *and* a total deadline (a server trickling a byte at a time
 cannot outlast it), a maximum body size, redirects followed (http and https only) with the final
 URL recorded, conditional GET (ETag, Last-Modified), and Retry-After honoured on 429/503. A
@@ -35,7 +35,7 @@ USER_AGENT = ("media-timing/0.1 (news-timing research; +https://github.com/media
 ACCEPT = "application/rss+xml, application/atom+xml, application/rdf+xml, application/xml;q=0.9, text/xml;q=0.8, */*;q=0.5"
 MAX_REDIRECTS = 10
 BUFFER_BYTES = 128 * 1024  # per transfer: fewer, larger write callbacks for big feeds
-IDLE_WAIT_S = 0.1  # longest wait between curl's checks of its timers (see _Transfers.run)
+IDLE_WAIT_S = 0.1  # longest wait between curl's checks of its timers (see _Transfers.rounds)
 
 
 class UnsupportedURL(ValueError):
@@ -95,11 +95,6 @@ class FetchOutcome:
     error: str | None = None
     headers: dict = field(default_factory=dict, repr=False)  # the final response's, names lower-cased
     complete_length: bool = False  # the server said how long the body was, and we got all of it
-
-
-def failed_outcome(req: FeedRequest, error: str) -> FetchOutcome:
-    """A fetch that never reached the network (its URL refused), recorded as the failure it is."""
-    return FetchOutcome(req, uuid.uuid4().hex, datetime.now(UTC), "failed", error=error)
 
 
 def parse_retry_after(value: str | None, now: datetime) -> datetime | None:
@@ -216,7 +211,7 @@ class _Transfer:
         if errno == pycurl.E_OPERATION_TIMEDOUT:
             if "too slow" in message:
                 return f"read timeout after {limits.read_timeout_s:g} s"
-            if message.startswith(("Connection timed out", "Resolving timed out")) or "connect" in message.lower():
+            if "connect" in message.lower() or message.startswith("Resolving timed out"):
                 return f"connect timeout after {limits.connect_timeout_s:g} s"
             where = " while reading the body" if self.got_response else ""
             return f"deadline of {limits.deadline_s:g} s exceeded{where}"
@@ -279,8 +274,8 @@ class _Transfers:
             req = self.pending[host].popleft()
             try:
                 check_url(req.url)
-            except UnsupportedURL as exc:
-                self._done.append(failed_outcome(req, str(exc)))
+            except UnsupportedURL as exc:  # never reaches the network: a failure, recorded
+                self._done.append(FetchOutcome(req, uuid.uuid4().hex, datetime.now(UTC), "failed", error=str(exc)))
             else:
                 t = _Transfer(req, self.limits)
                 c = self.spare.pop() if self.spare else _new_handle(self.limits, self.ca_bundle)
