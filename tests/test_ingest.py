@@ -53,10 +53,14 @@ def last_fetch(settings, name):
                              ORDER BY fetch_id DESC LIMIT 1""", [name])[0]
 
 
+def channel(items: str, title="T") -> bytes:
+    """An RSS 2.0 document around the given <item> elements."""
+    return f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>{title}</title>{items}</channel></rss>'.encode()
+
+
 def rss(items: list[tuple[str, str]], title="T") -> bytes:
-    body = "".join(f"<item><guid>{g}</guid><title>{t}</title><pubDate>Fri, 07 Oct 2016 20:32:00 +0000</pubDate></item>"
-                   for g, t in items)
-    return f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>{title}</title>{body}</channel></rss>'.encode()
+    return channel("".join(f"<item><guid>{g}</guid><title>{t}</title><pubDate>Fri, 07 Oct 2016 20:32:00 +0000</pubDate></item>"
+                           for g, t in items), title)
 
 
 def item_count(settings):
@@ -230,11 +234,9 @@ def test_not_a_feed_and_empty_feeds(settings, httpserver, body, content_type, st
 
 
 def test_missing_and_future_dates_are_flagged_not_invented(settings, httpserver):
-    body = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>T</title>'
-            b"<item><guid>a</guid><title>no date</title></item>"
-            b"<item><guid>b</guid><title>later</title><pubDate>Tue, 01 Jan 2099 00:00:00 GMT</pubDate></item>"
-            b"<item><guid>c</guid><title>local</title><pubDate>2016-10-07T16:32:00</pubDate></item>"
-            b"</channel></rss>")
+    body = channel("<item><guid>a</guid><title>no date</title></item>"
+                   "<item><guid>b</guid><title>later</title><pubDate>Tue, 01 Jan 2099 00:00:00 GMT</pubDate></item>"
+                   "<item><guid>c</guid><title>local</title><pubDate>2016-10-07T16:32:00</pubDate></item>")
     httpserver.expect_request("/feed.xml").respond_with_data(body, content_type="application/rss+xml")
     register(settings, "f", httpserver.url_for("/feed.xml"))
     ingest(settings)
@@ -245,10 +247,8 @@ def test_missing_and_future_dates_are_flagged_not_invented(settings, httpserver)
 
 
 def test_every_item_keeps_a_normalised_link(settings, httpserver):
-    body = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>T</title>'
-            b"<item><guid>g1</guid><link>HTTPS://Example.ORG:443/story?utm_source=rss&amp;id=7#top</link></item>"
-            b"<item><link>https://example.org/other?fbclid=x</link></item>"
-            b"</channel></rss>")
+    body = channel("<item><guid>g1</guid><link>HTTPS://Example.ORG:443/story?utm_source=rss&amp;id=7#top</link></item>"
+                   "<item><link>https://example.org/other?fbclid=x</link></item>")
     httpserver.expect_request("/feed.xml").respond_with_data(body, content_type="application/rss+xml")
     register(settings, "f", httpserver.url_for("/feed.xml"))
     ingest(settings)
@@ -564,11 +564,9 @@ def _many_feeds(settings, httpserver, n=20):
         httpserver.expect_request(f"/f{i}.xml").respond_with_data(files[i % len(files)].read_bytes(),
                                                                   content_type="application/xml")
         register(settings, f"f{i}", httpserver.url_for(f"/f{i}.xml"))
-    bare = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>T</title>'
-            b"<item><title>same</title><pubDate>Fri, 07 Oct 2016 20:32:00 +0000</pubDate></item>"
-            b"<item><title>same</title><pubDate>Fri, 07 Oct 2016 20:32:00 +0000</pubDate></item>"
-            b"<item><title>other</title><pubDate>Fri, 07 Oct 2016 20:33:00 +0000</pubDate></item>"
-            b"</channel></rss>")
+    bare = channel("<item><title>same</title><pubDate>Fri, 07 Oct 2016 20:32:00 +0000</pubDate></item>"
+                   "<item><title>same</title><pubDate>Fri, 07 Oct 2016 20:32:00 +0000</pubDate></item>"
+                   "<item><title>other</title><pubDate>Fri, 07 Oct 2016 20:33:00 +0000</pubDate></item>")
     httpserver.expect_request("/bare.xml").respond_with_data(bare, content_type="application/xml")
     register(settings, "bare", httpserver.url_for("/bare.xml"))
 
