@@ -7,10 +7,11 @@ charts, collection health) and send it through the Airflow SMTP connection `smtp
 the addresses in the Variable `media_timing_digest_to` (comma-separated; else the
 MEDIA_TIMING_DIGEST_TO environment variable). With no recipients it only writes the preview.
 
-**Writes**: `digests` (one row per week and recipient list: a week is sent once, however often
-this runs), the week's analysis run (`analysis_runs`, `results`), and the HTML preview in
-`data/reports/`. If the SMTP server is down the failure is recorded and the task retries with
-exponential backoff; it sends once when the server is back.
+**Writes**: `deliveries` (one row per week and recipient list: a week is sent once, however
+often this runs) and the HTML preview in `data/reports/`. It runs no analysis: the figures are
+the stored runs `analyze_timing` made. If the SMTP server is down the failure is recorded and
+the task retries with exponential backoff; it sends once when the server is back. A message the
+server took without answering is marked `unknown` and the task fails rather than resend it.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from media_timing_common import DEFAULT_ARGS, START, WRITER_POOL, WRITER_RETRY
 SEND_RETRY = ExceptionRetryPolicy(rules=[
     RetryRule(exception="pipeline.mailer.DigestNotSent", action=RetryAction.RETRY,
               retry_delay=timedelta(minutes=10), reason="the SMTP server refused or was down"),
+    RetryRule(exception="pipeline.mailer.DeliveryUnknown", action=RetryAction.FAIL,
+              reason="the server took the message but never answered: check a mailbox before resending"),
     *WRITER_RETRY.rules,
 ])
 
@@ -53,34 +56,22 @@ SEND_RETRY = ExceptionRetryPolicy(rules=[
 def weekly_digest():
     @task(pool=WRITER_POOL, retry_policy=SEND_RETRY)
     def send(dag_run=None, params=None) -> dict:
-        """Compose and send last week's digest (once)."""
-        import smtplib
-
+        """Compose last week's digest from the stored runs and send it (once)."""
         from pipeline import jobs
+        from pipeline.config import load_settings, smtp_from_connection
 
         recipients = [a for a in Variable.get("media_timing_digest_to", default="").split(",") if a.strip()]
+        smtp = None
         try:
             conn = BaseHook.get_connection("smtp_default")
         except Exception as exc:  # not configured: use the pipeline's MEDIA_TIMING_SMTP_* settings
             print(f"no usable smtp_default connection ({exc}); using MEDIA_TIMING_SMTP_* settings")
-            conn = None
-
-        def deliver(msg):
-            from airflow.providers.smtp.hooks.smtp import SmtpHook
-
-            try:
-                with SmtpHook(smtp_conn_id="smtp_default") as hook:
-                    hook.get_conn()._smtp_client.send_message(msg)
-            except (smtplib.SMTPException, OSError):
-                raise
-            except Exception as exc:  # the hook wraps connection failures in AirflowException
-                raise smtplib.SMTPException(f"via smtp_default: {exc}") from exc
-
-        result = jobs.weekly_digest(
-            params["week"] or None, now=dag_run.run_after, recipients=recipients or None,
-            deliver=deliver if conn else None,
-            sender=conn.extra_dejson.get("from_email") if conn else None,
-        )
+        else:
+            smtp = smtp_from_connection(host=conn.host, port=conn.port, login=conn.login,
+                                        password=conn.password, extra=conn.extra_dejson,
+                                        fallback=load_settings().smtp)
+        result = jobs.weekly_digest(params["week"] or None, now=dag_run.run_after,
+                                    recipients=recipients or None, smtp=smtp)
         print(result)
         return result
 

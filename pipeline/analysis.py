@@ -1,14 +1,15 @@
-"""Running a claim against the database: load the streams, run the timing engine, store the run.
+"""Running a claim against the database: load the streams, run the timing engine.
 
 This is the only place where the database meets the statistics: everything it hands to
-``pipeline.timing`` is plain numpy arrays of epoch seconds.
+``pipeline.timing`` is plain numpy arrays of epoch seconds. Storing a run and reading it back
+is ``pipeline.runs``; what a run concluded is ``pipeline.results``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,10 +18,17 @@ import numpy as np
 import pandas as pd
 
 from .claims import Claim, EventSelector, StreamSpec, resolve_relative
-from .database import transaction
+from .results import (
+    NEARBY_HOURS,
+    AnalysisResult,
+    Competitor,
+    Event,
+    ReleaseTest,
+    StreamResult,
+    StreamSummary,
+)
 from .timing.coincidence import (
     DEFAULT_STEP,
-    CorrelogramResult,
     benjamini_hochberg,
     coincidence_test,
     correlogram_test,
@@ -35,6 +43,7 @@ from .timing.uncertainty import is_uncertain, over_intervals
 # Item times coarser than this (a date without a time of day) can't place an item within a window.
 MAX_ITEM_PRECISION_S = 60
 TIMING_DIR = Path(__file__).parent / "timing"
+CODE_FILES = ("analysis.py", "results.py")
 
 
 class AnalysisError(ValueError):
@@ -42,29 +51,9 @@ class AnalysisError(ValueError):
 
 
 @dataclass
-class Event:
-    event_id: str
-    kind: str
-    actor: str | None
-    title: str
-    ts: float
-    lo: float
-    hi: float
-    precision_minutes: int | None
-    source_url: str | None
-    confidence: str | None
-
-    @property
-    def uncertain(self) -> bool:
-        return bool(is_uncertain(self.lo, self.hi, DEFAULT_STEP))
-
-    @property
-    def day_only(self) -> bool:
-        return self.hi - self.lo >= 86400 - 1
-
-
-@dataclass
 class Stream:
+    """A stream as the tests need it: every usable time, with its interval."""
+
     spec: StreamSpec
     lo: np.ndarray
     hi: np.ndarray
@@ -83,65 +72,16 @@ class Stream:
             h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
         return h.hexdigest()[:16]
 
-
-@dataclass
-class ReleaseTest:
-    """One release against one stream, over draws of the uncertain times."""
-
-    release_id: str
-    count_median: float
-    count_min: int
-    count_max: int
-    expected: float
-    pvalue: float  # median over draws
-    pvalue_min: float
-    pvalue_max: float
-    qvalue: float
-    testable: bool
-    reason: str | None
-    candidate_weeks: float | None
-    nearest_before_min: float | None
-    nearest_after_min: float | None
-
-
-@dataclass
-class StreamResult:
-    stream: Stream
-    releases: list[ReleaseTest]
-    pooled_statistic: float
-    pooled_pvalue: float
-    pooled_pvalue_min: float
-    pooled_pvalue_max: float
-    draws: int
-    null_description: str
-    correlogram: CorrelogramResult | None = None
-    correlogram_skipped: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Competitor:
-    event: Event
-    release_id: str
-    gap_best_min: float
-    gap_lo_min: float
-    gap_hi_min: float
-    order: str
-
-
-@dataclass
-class AnalysisResult:
-    claim: Claim
-    run_id: str
-    created_utc: datetime
-    releases: list[Event]
-    competitors: list[Competitor]
-    streams: list[StreamResult]
-    parameters: dict
-    snapshot: dict
-    displacement: DisplacementResult | None = None
-    displacement_spec: dict | None = None
-    pressure: pd.DataFrame | None = None
-    stored: bool = False
+    def summary(self, releases: list[Event]) -> StreamSummary:
+        """What outputs keep of it: counts, coverage, and the times near the releases."""
+        t = np.sort(self.best)
+        span = NEARBY_HOURS * 3600
+        near = np.zeros(t.shape, dtype=bool)
+        for e in releases:
+            lo, hi = np.searchsorted(t, [e.lo - span, e.hi + span])
+            near[lo:hi] = True
+        return StreamSummary(self.spec, self.n, self.excluded, self.excluded_reason,
+                             self.coverage, t[near])
 
 
 def load_events(con: duckdb.DuckDBPyConnection, selector: EventSelector) -> list[Event]:
@@ -163,6 +103,33 @@ def load_events(con: duckdb.DuckDBPyConnection, selector: EventSelector) -> list
     return events
 
 
+def expand_streams(con: duckdb.DuckDBPyConnection, specs: tuple[StreamSpec, ...]) -> list[StreamSpec]:
+    """Each spec as a concrete stream: a ``role`` spec becomes one stream per source of that
+    role; a source's label and caveat fill in what the claim leaves out."""
+    out = []
+    for spec in specs:
+        if spec.events:
+            out.append(spec)
+            continue
+        if spec.role:
+            rows = con.execute("SELECT name, label, caveat FROM sources WHERE role = ? AND kind <> 'catalog' "
+                               "ORDER BY name", [spec.role]).fetchall()
+        else:
+            rows = con.execute("SELECT name, label, caveat FROM sources WHERE name = ?",
+                               [spec.source]).fetchall()
+            if not rows:
+                raise AnalysisError(f"stream {spec.label or spec.source!r}: no source named "
+                                    f"{spec.source!r} in the database")
+        for name, label, caveat in rows:
+            out.append(replace(spec, source=name, role=None, label=spec.label or label or name,
+                               caveat=spec.caveat or caveat, optional=bool(spec.role)))
+    labels = [s.label for s in out]
+    twice = sorted({x for x in labels if labels.count(x) > 1})
+    if twice:
+        raise AnalysisError(f"two streams are labelled {', '.join(map(repr, twice))}; give each a label")
+    return out
+
+
 def load_stream(con: duckdb.DuckDBPyConnection, spec: StreamSpec) -> Stream:
     if spec.events:
         events = load_events(con, spec.events)
@@ -176,15 +143,12 @@ def load_stream(con: duckdb.DuckDBPyConnection, spec: StreamSpec) -> Stream:
         cov = Coverage(float(lo.min()), float(hi.max()) + DEFAULT_STEP)
         return Stream(spec, lo[keep], hi[keep], best[keep], cov, int((~keep).sum()),
                       "known only to the day")
-    found = con.execute("SELECT source_id FROM sources WHERE name = ?", [spec.source]).fetchall()
-    if not found:
-        raise AnalysisError(f"stream {spec.label!r}: no source named {spec.source!r} in the database")
     rows = con.execute(
-        """SELECT epoch(published_utc) AS t,
-                  (published_utc IS NOT NULL AND time_zone_explicit
-                   AND time_precision_s <= ?) AS usable
-           FROM items WHERE source_id = ? ORDER BY t""",
-        [MAX_ITEM_PRECISION_S, found[0][0]],
+        """SELECT epoch(i.published_utc) AS t,
+                  (i.published_utc IS NOT NULL AND i.time_zone_explicit
+                   AND i.time_precision_s <= ?) AS usable
+           FROM items i JOIN sources s USING (source_id) WHERE s.name = ? ORDER BY t""",
+        [MAX_ITEM_PRECISION_S, spec.source],
     ).df()
     usable = rows["usable"].fillna(False).to_numpy(dtype=bool)
     t = rows["t"].to_numpy(dtype=np.float64)[usable]
@@ -202,7 +166,8 @@ def _iso(t: float) -> str:
 
 def code_version() -> str:
     h = hashlib.sha256()
-    for f in sorted(TIMING_DIR.glob("*.py")) + [Path(__file__)]:
+    here = Path(__file__).parent
+    for f in sorted(TIMING_DIR.glob("*.py")) + [here / name for name in CODE_FILES]:
         h.update(f.read_bytes())
     return "timing-" + h.hexdigest()[:12]
 
@@ -244,8 +209,8 @@ def _test_stream(claim: Claim, releases: list[Event], stream: Stream, surrogates
             nearest_before_min=before, nearest_after_min=after,
         ))
     pmin, pmed, pmax = summary.pvalue_range(None)
-    result = StreamResult(stream, tests, float(np.median(summary.pooled_statistics)), pmed, pmin,
-                          pmax, summary.draws, null.describe())
+    result = StreamResult(stream.summary(releases), tests, float(np.median(summary.pooled_statistics)),
+                          pmed, pmin, pmax, summary.draws, null.describe())
     if claim.correlogram and claim.null != "poisson":
         bin_s = float(claim.correlogram.get("bin_minutes", 10)) * 60
         lag_s = float(claim.correlogram.get("max_lag_minutes", 240)) * 60
@@ -258,65 +223,71 @@ def _test_stream(claim: Claim, releases: list[Event], stream: Stream, surrogates
     return result
 
 
-def _competitors(con, claim: Claim, releases: list[Event]) -> list[Competitor]:
-    if not claim.competitors:
-        return []
+def _competitors(releases: list[Event], events: list[Event]) -> list[Competitor]:
     rows = []
     for rel in releases:
-        for ev in load_events(con, claim.competitors):
+        for ev in events:
             lo, hi = gap_range(ev.lo, ev.hi, rel.lo, rel.hi)
             rows.append(Competitor(ev, rel.event_id, (ev.ts - rel.ts) / 60, float(lo) / 60,
                                    float(hi) / 60, order_of(float(lo), float(hi))))
     return rows
 
 
-def _news_frame(con, source: str) -> pd.DataFrame:
-    return con.execute(
-        """SELECT epoch(i.published_utc) AS t, i.published_utc AS ts, i.title
+@dataclass
+class StoryInputs:
+    """A news stream's items and story rules, for displacement and pressure."""
+
+    source: str
+    times: np.ndarray
+    titles: pd.Series
+    days: pd.Series  # UTC day of each item
+    rules: list
+    rules_sha256: str
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256(np.ascontiguousarray(self.times).tobytes())
+        h.update("\x1f".join(self.titles.fillna("")).encode())
+        return h.hexdigest()[:16]
+
+
+def _story_inputs(con, claim: Claim, spec: dict) -> StoryInputs:
+    news = con.execute(
+        """SELECT epoch(i.published_utc) AS t, strftime(i.published_utc, '%Y-%m-%d') AS day, i.title
            FROM items i JOIN sources s USING (source_id)
            WHERE s.name = ? AND i.published_utc IS NOT NULL AND i.time_zone_explicit
-           ORDER BY i.published_utc""",
-        [source],
+           ORDER BY i.published_utc, i.item_id""",
+        [spec["news_source"]],
     ).df()
-
-
-def _displacement(con, claim: Claim, releases: list[Event]) -> DisplacementResult | None:
-    spec = claim.displacement
-    if not spec:
-        return None
-    news = _news_frame(con, spec["news_source"])
     if news.empty:
-        raise AnalysisError(f"displacement: news source {spec['news_source']!r} has no items")
-    rules = load_story_rules(resolve_relative(claim, spec["stories_file"]))
-    matrix = story_matrix(news["title"], rules)
+        raise AnalysisError(f"news source {spec['news_source']!r} has no items with usable times")
+    path = resolve_relative(claim, spec["stories_file"])
+    if not path.is_file():
+        raise AnalysisError(f"story rules {spec['stories_file']!r} not found (looked for {path})")
+    return StoryInputs(spec["news_source"], news["t"].to_numpy(dtype=np.float64), news["title"],
+                       news["day"], load_story_rules(path), hashlib.sha256(path.read_bytes()).hexdigest()[:16])
+
+
+def _displacement(claim: Claim, releases: list[Event], news: StoryInputs,
+                  series: list[Event]) -> DisplacementResult:
+    spec = claim.displacement
+    matrix = story_matrix(news.titles, news.rules)
     if spec["story"] not in matrix:
         raise AnalysisError(f"displacement: story {spec['story']!r} is not in {spec['stories_file']}")
-    series = load_events(con, EventSelector.parse(spec["series"], "displacement.series"))
     focal = releases[0]
-    mid = lambda e: (e.lo + e.hi) / 2 if e.uncertain else e.ts  # noqa: E731
-    t = news["t"].to_numpy(dtype=np.float64)
+    t = news.times
     cov = (float(np.floor(t.min() / 60) * 60), float(t.max()) + 60)
     return displacement(
-        t, matrix[spec["story"]].to_numpy(), (focal.event_id, mid(focal)),
-        [(e.event_id, mid(e)) for e in series if e.event_id != focal.event_id],
+        t, matrix[spec["story"]].to_numpy(), (focal.event_id, focal.centre),
+        [(e.event_id, e.centre) for e in series if e.event_id != focal.event_id],
         hours=float(spec.get("hours", 6)), coverage=cov,
         n_boot=int(spec.get("bootstrap", 2000)), seed=claim.seed,
     )
 
 
-def _pressure(con, claim: Claim) -> pd.DataFrame | None:
-    spec = claim.pressure
-    if not spec:
-        return None
-    news = _news_frame(con, spec["news_source"])
-    rules = load_story_rules(resolve_relative(claim, spec["stories_file"]))
-    days = news["ts"].dt.tz_convert("UTC").dt.strftime("%Y-%m-%d")
-    return daily_pressure(days, story_matrix(news["title"], rules))
-
-
 @dataclass
 class PreparedClaim:
-    """A claim with its data loaded and its run id known, before any test has run."""
+    """A claim with every input loaded and its run id known, before any test has run: running
+    it needs no database."""
 
     claim: Claim
     seed: int
@@ -325,25 +296,55 @@ class PreparedClaim:
     snapshot: dict
     parameters: dict
     run_id: str
+    competitors: list[Event] = field(default_factory=list)
+    displacement_news: StoryInputs | None = None
+    displacement_series: list[Event] = field(default_factory=list)
+    pressure_news: StoryInputs | None = None
+
+
+def _load_streams(con, claim: Claim) -> tuple[list[Stream], list[str]]:
+    streams, skipped = [], []
+    for spec in expand_streams(con, claim.streams):
+        try:
+            streams.append(load_stream(con, spec))
+        except AnalysisError as exc:
+            if not spec.optional:
+                raise
+            skipped.append(str(exc))
+    if not streams:
+        raise AnalysisError(f"claim {claim.id}: no stream has usable times"
+                            + (f" ({'; '.join(skipped)})" if skipped else ""))
+    return streams, skipped
 
 
 def prepare_claim(con: duckdb.DuckDBPyConnection, claim: Claim, *, surrogates: int | None = None,
                   seed: int | None = None, draws: int | None = None) -> PreparedClaim:
-    """Load the claim's releases and streams and derive its run id (parameters + data + code)."""
+    """Load everything the claim's tests read and derive its run id (parameters + data + code)."""
     if surrogates or draws is not None:
-        claim = Claim(**{**claim.__dict__,
-                         "surrogates": surrogates or claim.surrogates,
-                         "uncertainty_draws": draws if draws is not None else claim.uncertainty_draws})
+        claim = replace(claim, surrogates=surrogates or claim.surrogates,
+                        uncertainty_draws=draws if draws is not None else claim.uncertainty_draws)
     seed = claim.seed if seed is None else seed
     releases = load_events(con, claim.releases)
     if not releases:
         raise AnalysisError(f"claim {claim.id}: no release events match; import the timeline first")
-    streams = [load_stream(con, spec) for spec in claim.streams]
-    snapshot = {
+    streams, skipped = _load_streams(con, claim)
+    prep = PreparedClaim(claim, seed, releases, streams, {}, {}, "",
+                         competitors=load_events(con, claim.competitors) if claim.competitors else [])
+    if claim.displacement:
+        prep.displacement_news = _story_inputs(con, claim, claim.displacement)
+        prep.displacement_series = load_events(
+            con, EventSelector.parse(claim.displacement["series"], "displacement.series"))
+    if claim.pressure:
+        prep.pressure_news = _story_inputs(con, claim, claim.pressure)
+    prep.snapshot = {
         "releases": {e.event_id: [_iso(e.lo), _iso(e.hi)] for e in releases},
         "streams": {s.spec.label: {"n": s.n, "excluded": s.excluded, "first": _iso(s.coverage.start),
                                    "last": _iso(s.coverage.end), "sha256": s.fingerprint()}
                     for s in streams},
+        "skipped_streams": skipped,
+        "competitors": {e.event_id: [_iso(e.lo), _iso(e.hi)] for e in prep.competitors},
+        "stories": {k: [n.source, n.fingerprint(), n.rules_sha256]
+                    for k, n in (("displacement", prep.displacement_news), ("pressure", prep.pressure_news)) if n},
     }
     parameters = {
         "claim_fingerprint": claim.fingerprint(), "null": claim.null,
@@ -352,19 +353,15 @@ def prepare_claim(con: duckdb.DuckDBPyConnection, claim: Claim, *, surrogates: i
         "step_s": DEFAULT_STEP,
     }
     version = code_version()
-    run_id = hashlib.sha256(
-        json.dumps([claim.id, parameters, snapshot, version], sort_keys=True).encode()
+    prep.run_id = hashlib.sha256(
+        json.dumps([claim.id, parameters, prep.snapshot, version], sort_keys=True).encode()
     ).hexdigest()[:16]
-    return PreparedClaim(claim, seed, releases, streams, snapshot,
-                         {**parameters, "code_version": version}, run_id)
+    prep.parameters = {**parameters, "code_version": version}
+    return prep
 
 
-def is_stored(con: duckdb.DuckDBPyConnection, run_id: str) -> bool:
-    return bool(con.execute("SELECT 1 FROM analysis_runs WHERE run_id = ?", [run_id]).fetchall())
-
-
-def run_prepared(con: duckdb.DuckDBPyConnection, prep: PreparedClaim) -> AnalysisResult:
-    """Run every test the claim names. Nothing is written; see ``store_result``."""
+def run_prepared(prep: PreparedClaim) -> AnalysisResult:
+    """Run every test the claim names: arrays and rules in, result objects out; no I/O."""
     claim = prep.claim
     results = [_test_stream(claim, prep.releases, s, claim.surrogates, prep.seed) for s in prep.streams]
     # Benjamini-Hochberg over every (release, stream) pair whose stream was not curated.
@@ -372,82 +369,21 @@ def run_prepared(con: duckdb.DuckDBPyConnection, prep: PreparedClaim) -> Analysi
     q = benjamini_hochberg([t.pvalue for _, t in pairs])
     for (_, t), qv in zip(pairs, q):
         t.qvalue = float(qv)
+    pressure = None
+    if prep.pressure_news is not None:
+        n = prep.pressure_news
+        pressure = daily_pressure(n.days, story_matrix(n.titles, n.rules))
     return AnalysisResult(
         claim=claim, run_id=prep.run_id, created_utc=datetime.now(UTC), releases=prep.releases,
-        competitors=_competitors(con, claim, prep.releases), streams=results,
+        competitors=_competitors(prep.releases, prep.competitors), streams=results,
         parameters=prep.parameters, snapshot=prep.snapshot,
-        displacement=_displacement(con, claim, prep.releases), displacement_spec=claim.displacement,
-        pressure=_pressure(con, claim),
+        displacement=(_displacement(claim, prep.releases, prep.displacement_news, prep.displacement_series)
+                      if prep.displacement_news is not None else None),
+        displacement_spec=claim.displacement, pressure=pressure,
     )
 
 
 def run_claim(con: duckdb.DuckDBPyConnection, claim: Claim, *, surrogates: int | None = None,
               seed: int | None = None, draws: int | None = None) -> AnalysisResult:
-    """Prepare and run a claim. Nothing is written; see ``store_result``."""
-    return run_prepared(con, prepare_claim(con, claim, surrogates=surrogates, seed=seed, draws=draws))
-
-
-def _json(obj) -> str:
-    def clean(x):
-        if isinstance(x, float) and not np.isfinite(x):
-            return None
-        if isinstance(x, np.generic):
-            return clean(x.item())
-        if isinstance(x, np.ndarray):
-            return [clean(v) for v in x.tolist()]
-        if isinstance(x, dict):
-            return {k: clean(v) for k, v in x.items()}
-        if isinstance(x, list | tuple):
-            return [clean(v) for v in x]
-        return x
-    return json.dumps(clean(obj))
-
-
-def store_result(con: duckdb.DuckDBPyConnection, result: AnalysisResult) -> bool:
-    """Record the run and its results. Returns False when this exact run was already stored."""
-    if is_stored(con, result.run_id):
-        return False
-    rows = []
-    for s in result.streams:
-        label = s.stream.spec.label
-        for t in s.releases:
-            rows.append((result.run_id, t.release_id, label, "count_within_window",
-                         t.count_median, t.count_min, t.count_max, t.pvalue, t.pvalue_min,
-                         t.pvalue_max, t.qvalue,
-                         _json({"expected": t.expected, "testable": t.testable, "reason": t.reason,
-                                "candidate_weeks": t.candidate_weeks,
-                                "nearest_before_min": t.nearest_before_min,
-                                "nearest_after_min": t.nearest_after_min,
-                                "curated": s.stream.spec.curated})))
-        rows.append((result.run_id, "pooled", label, "count_within_window", s.pooled_statistic,
-                     None, None, s.pooled_pvalue, s.pooled_pvalue_min, s.pooled_pvalue_max, None,
-                     _json({"draws": s.draws, "null": s.null_description})))
-        if s.correlogram is not None:
-            c = s.correlogram
-            rows.append((result.run_id, "pooled", label, "correlogram_max_over_lags", c.statistic,
-                         None, None, c.pvalue, None, None, None,
-                         _json({"lags_s": c.lags_s, "counts": c.counts, "null_mean": c.null_mean,
-                                "pointwise_lo": c.pointwise_lo, "pointwise_hi": c.pointwise_hi,
-                                "global_lo": c.global_lo, "global_hi": c.global_hi,
-                                "bin_s": c.bin_s, "skipped": s.correlogram_skipped})))
-    if result.displacement is not None:
-        d = result.displacement
-        rows.append((result.run_id, result.releases[0].event_id,
-                     result.displacement_spec["news_source"], "displacement_share_difference",
-                     d.difference, d.ci[0], d.ci[1], d.rank_pvalue, None, None, None,
-                     _json({"hours": d.hours, "focal_share": d.focal_share,
-                            "others": dict(zip(d.other_ids, d.other_shares)),
-                            "skipped": d.skipped})))
-    claim = result.claim
-    with transaction(con):
-        con.execute(
-            """INSERT INTO analysis_runs (run_id, created_utc, claim_id, null_model, window_minutes,
-                   surrogates, seed, parameters, data_snapshot, code_version)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            [result.run_id, result.created_utc, claim.id, claim.null, claim.window_minutes,
-             result.parameters["surrogates"], result.parameters["seed"], _json(result.parameters),
-             _json(result.snapshot), result.parameters["code_version"]],
-        )
-        con.executemany("INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-    result.stored = True
-    return True
+    """Prepare and run a claim. Nothing is written; see ``pipeline.runs``."""
+    return run_prepared(prepare_claim(con, claim, surrogates=surrogates, seed=seed, draws=draws))

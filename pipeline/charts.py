@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from .analysis import AnalysisResult
+from .results import AnalysisResult
 from .timing.coincidence import CorrelogramResult
 
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2"]
@@ -53,7 +53,7 @@ def timeline_png(result: AnalysisResult, hours: float = 4.0) -> bytes:
     labels = []
     y = 0
     for i, s in enumerate(streams):
-        t = s.stream.best[(s.stream.best >= lo) & (s.stream.best <= hi)]
+        t = s.stream.nearby[(s.stream.nearby >= lo) & (s.stream.nearby <= hi)]
         ax.plot([_dt(x, tz) for x in t], [y] * len(t), "|", ms=14, color=COLOURS[i % len(COLOURS)])
         labels.append(f"{s.stream.spec.label[:38]} ({len(t)})")
         y += 1
@@ -113,8 +113,9 @@ def correlogram_png(corr: CorrelogramResult, title: str = "") -> bytes:
     ax.bar(centres, corr.counts, width=corr.bin_s / 60 * 0.8, color="#1c7ed6", alpha=0.8,
            label="observed")
     ax.axvline(0, color="#c92a2a", lw=1)
-    ax.set_xlabel("lag: announcement minus release (minutes)")
-    ax.set_ylabel("announcements per bin")
+    ax.set_xlabel(f"lag: announcement minus release (minutes; bins of {corr.bin_s / 60:g} min)")
+    ax.set_ylabel(f"announcements per {corr.bin_s / 60:g}-min bin")
+    ax.set_ylim(bottom=0)
     ax.set_title(f"{title}  max-over-lags p = {corr.pvalue:.2g}", fontsize=10, loc="left")
     ax.legend(fontsize=7, frameon=False, loc="upper right")
     return _png(fig)

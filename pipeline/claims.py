@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from .config import CLAIMS_DIR
+from .config import CLAIMS_DIR, ROLES
 from .timing.nulls import NULLS
 
 
@@ -67,13 +67,17 @@ class EventSelector:
 
 @dataclass(frozen=True)
 class StreamSpec:
-    """An announcement stream: the items of a source, or a set of events."""
+    """An announcement stream: the items of a source, a set of events, or (``role``) every
+    source of a role, one stream each. Without a label, a source stream takes the source's."""
 
-    label: str
+    label: str | None = None
     source: str | None = None
     events: EventSelector | None = None
     curated: bool = False
     caveat: str | None = None
+    role: str | None = None
+    # Expanded from a role: a source without usable times is skipped, not an error.
+    optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,17 @@ class Claim:
         return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def parse_window(value, where: str = "window") -> float:
+    """A window is a positive whole number of minutes (surrogates move in whole minutes)."""
+    try:
+        window = float(value)
+    except (TypeError, ValueError):
+        raise ClaimError(f"{where}: {value!r} is not a number of minutes, e.g. 120") from None
+    if not window > 0 or window != int(window):
+        raise ClaimError(f"{where}: {value!r} must be a positive whole number of minutes, e.g. 120")
+    return window
+
+
 def _require(doc: dict, key: str, where: str):
     if key not in doc:
         raise ClaimError(f"{where}: missing '{key}'")
@@ -113,21 +128,27 @@ def parse_claim(doc: dict, where: str = "claim") -> Claim:
     streams = []
     for i, s in enumerate(_require(doc, "streams", where)):
         at = f"{where}: streams[{i}]"
-        if ("source" in s) == ("events" in s):
-            raise ClaimError(f"{at}: give exactly one of 'source' or 'events'")
+        if not isinstance(s, dict) or sum(k in s for k in ("source", "events", "role")) != 1:
+            raise ClaimError(f"{at}: give exactly one of 'source', 'events' or 'role'")
+        unknown = set(s) - {"source", "events", "role", "label", "curated", "caveat"}
+        if unknown:
+            raise ClaimError(f"{at}: unknown key(s) {', '.join(sorted(unknown))}")
+        if "role" in s and s["role"] not in ROLES:
+            raise ClaimError(f"{at}: role {s['role']!r} is not one of {', '.join(ROLES)}")
+        if "role" in s and s.get("label"):
+            raise ClaimError(f"{at}: a role stream takes each source's own label")
         streams.append(StreamSpec(
-            label=s.get("label") or s.get("source") or f"events[{i}]",
+            label=s.get("label") or (f"events[{i}]" if "events" in s else None),
             source=s.get("source"),
             events=EventSelector.parse(s["events"], at) if "events" in s else None,
             curated=bool(s.get("curated", False)),
             caveat=s.get("caveat"),
+            role=s.get("role"),
         ))
     null = doc.get("null", "shuffle-weekday-hour")
     if null not in NULLS:
         raise ClaimError(f"{where}: null {null!r} is not one of {', '.join(NULLS)}")
-    window = float(doc.get("window_minutes", 120))
-    if window <= 0 or window != int(window):
-        raise ClaimError(f"{where}: window_minutes must be a positive whole number of minutes")
+    window = parse_window(doc.get("window_minutes", 120), f"{where}: window_minutes")
     claim = Claim(
         id=str(_require(doc, "id", where)),
         title=str(_require(doc, "title", where)),
@@ -152,14 +173,20 @@ def parse_claim(doc: dict, where: str = "claim") -> Claim:
     return claim
 
 
+def claim_names(claims_dir: Path = CLAIMS_DIR) -> list[str]:
+    """The claims in claims/ (story rules live in claims/stories/, not here)."""
+    return sorted(p.stem for p in claims_dir.glob("*.yaml"))
+
+
 def load_claim(name_or_path: str, claims_dir: Path = CLAIMS_DIR) -> Claim:
     """A claim by id (claims/<id>.yaml) or by path."""
     path = Path(name_or_path)
     if not path.suffix:
         path = claims_dir / f"{name_or_path}.yaml"
-    if not path.exists():
-        known = ", ".join(sorted(p.stem for p in claims_dir.glob("*.yaml")))
-        raise ClaimError(f"no claim {name_or_path!r} (known: {known})")
+    if not path.is_file():
+        known = ", ".join(claim_names(claims_dir)) or "none"
+        raise ClaimError(f"no claim {name_or_path!r}; the claims are: {known} "
+                         f"(files in {claims_dir}, or give a path to a claim file)")
     try:
         doc = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:

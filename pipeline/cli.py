@@ -54,6 +54,7 @@ def cmd_import_items(args, settings) -> int:
             con, args.file, source=args.source, role=args.role, time_column=args.time_column,
             text_column=args.text_column, url_column=args.url_column, id_column=args.id_column,
             author_column=args.author_column, timezone=args.timezone, attribution=args.attribution,
+            label=args.label,
         )
     return _print_import(report)
 
@@ -88,26 +89,24 @@ def cmd_analyze(args, settings) -> int:
         return EXIT_OK
     if not args.claim:
         return _fail("name a claim (--claim oct7_2016) or give --releases and --announcements")
-    from .analysis import run_claim, store_result
+    from dataclasses import replace
+
     from .claims import load_claim
-    from .database import open_db
     from .report import write_report
+    from .runs import analyze
     from .verdict import render_text
+    from .workspace import Workspace
 
     claim = load_claim(args.claim)
     if args.window or args.null:
-        from dataclasses import replace
-
-        claim = replace(claim, window_minutes=args.window or claim.window_minutes,
-                        null=args.null or claim.null)
-    with open_db(settings.db_path, wait_s=settings.lock_wait_s) as con:
-        result = run_claim(con, claim, surrogates=args.surrogates, seed=args.seed, draws=args.draws)
-        fresh = store_result(con, result)
+        claim = replace(claim, window_minutes=args.window or claim.window_minutes, null=args.null or claim.null)
+    done = analyze(Workspace(settings), claim, surrogates=args.surrogates, seed=args.seed, draws=args.draws)
+    result = done.result
     if args.json:
         print(json.dumps(_result_json(result), indent=2))
     else:
         print(render_text(result))
-        print(f"\nRun {result.run_id} {'stored' if fresh else 'already stored'} in {settings.db_path}.")
+        print(f"\nRun {result.run_id} {'stored' if done.fresh else 'already stored'} in {settings.db_path}.")
     if args.report:
         path = write_report(result, Path(args.report))
         print(f"Report: {path}", file=sys.stderr if args.json else sys.stdout)
@@ -116,8 +115,9 @@ def cmd_analyze(args, settings) -> int:
 
 def _result_json(result) -> dict:
     from .analysis import _iso
+    from .runs import clean_json
 
-    return {
+    return json.loads(clean_json({
         "claim": result.claim.id, "run_id": result.run_id, "parameters": result.parameters,
         "releases": [{"event_id": e.event_id, "title": e.title, "earliest_utc": _iso(e.lo),
                       "latest_utc": _iso(e.hi)} for e in result.releases],
@@ -132,7 +132,7 @@ def _result_json(result) -> dict:
             "releases": [{k: (None if isinstance(v, float) and v != v else v)
                           for k, v in t.__dict__.items()} for t in s.releases],
         } for s in result.streams],
-    }
+    }))
 
 
 def cmd_sql(args, settings) -> int:
@@ -217,29 +217,58 @@ def cmd_ingest_load(args, settings) -> int:
 
 
 def cmd_digest(args, settings) -> int:
-    from .database import open_db
-    from .digest import compose, parse_week, previous_week
+    from .digest import compose, previous_week
     from .mailer import send_digest, smtp_deliverer
+    from .workspace import Workspace
 
-    week = parse_week(args.week) if args.week else previous_week(datetime.now(UTC))
+    week = args.week or previous_week(datetime.now(UTC))
     recipients = args.to or list(settings.digest_to)
     if args.send and not recipients:
         return _fail("--send needs a recipient: --to ADDRESS, or MEDIA_TIMING_DIGEST_TO")
-    with open_db(settings.db_path, wait_s=settings.lock_wait_s) as con:
+    ws = Workspace(settings)
+    with ws.read() as con:
         digest = compose(con, week)
-        out = Path(args.out) if args.out else settings.data_dir / "reports" / f"digest_{week.label}.html"
-        digest.preview(out)
-        print(f"{digest.subject}\npreview: {out}")
-        if args.send:
-            smtp = settings.smtp
-            result = send_digest(con, digest, recipients, sender=smtp.sender, deliver=smtp_deliverer(smtp),
-                                 force=args.force)
-            if result.status == "already_sent":
-                print(f"already sent to {', '.join(result.recipients)} (Message-ID {result.message_id}); "
-                      "--force sends it again")
-            else:
-                print(f"sent to {', '.join(result.recipients)} after {result.attempts} attempt(s)")
+    out = Path(args.out) if args.out else ws.reports_dir / f"digest_{week.label}.html"
+    digest.preview(out)
+    print(f"{digest.subject}\npreview: {out}")
+    if args.send:
+        smtp = settings.smtp
+        result = send_digest(ws, digest, recipients, sender=smtp.sender, deliver=smtp_deliverer(smtp),
+                             force=args.force)
+        if result.status == "already_sent":
+            print(f"already sent to {', '.join(result.recipients)} (Message-ID {result.message_id}); "
+                  "--force sends it again")
+        else:
+            print(f"sent to {', '.join(result.recipients)} after {result.attempts} attempt(s)")
     return EXIT_OK
+
+
+def _week(text: str):
+    from .digest import WeekError, parse_week
+
+    try:
+        return parse_week(text)
+    except WeekError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _window(text: str) -> float:
+    from .claims import ClaimError, parse_window
+
+    try:
+        return parse_window(text, "--window")
+    except ClaimError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -254,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="build the database from the bundled 2016 case study and print the 7 Oct 2016 verdict",
                        description="Import the bundled 2016 timeline and streams (offline, idempotent), "
                                    "run the oct7_2016 claim, print the verdict and write an HTML report to data/reports/.")
-    d.add_argument("--surrogates", type=int, help="override the claim's surrogate count")
+    d.add_argument("--surrogates", type=_positive_int, help="override the claims' surrogate counts")
     d.set_defaults(func=cmd_demo)
 
     m = sub.add_parser("migrate", help="create or update the database schema",
@@ -282,21 +311,22 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the source's role (default: news)")
     ii.add_argument("--timezone", help="IANA zone for times that state none (otherwise such rows are rejected)")
     ii.add_argument("--attribution", help="where the data came from, for citation")
+    ii.add_argument("--label", help="how the stream is shown in verdicts (default: the source name)")
     ii.set_defaults(func=cmd_import_items)
 
     a = sub.add_parser("analyze", help="test a claim (claims/*.yaml) or two CSV files",
                        description="Run a claim's tests and store the run, or (with --releases and "
                                    "--announcements) test two CSV files with a ts_utc column "
                                    "(optional earliest_utc, latest_utc) and print JSON.")
-    a.add_argument("--claim", help="claim id (claims/<id>.yaml) or path to a claim file")
+    a.add_argument("--claim", help="claim id (a file in claims/, e.g. oct7_2016) or path to a claim file")
     a.add_argument("--releases", help="CSV of release times")
     a.add_argument("--announcements", help="CSV of announcement times")
-    a.add_argument("--window", type=float, help="window in minutes (default 120, or the claim's)")
+    a.add_argument("--window", type=_window, help="window in whole minutes (default 120, or the claim's)")
     a.add_argument("--null", choices=["shuffle-weekday-hour", "jitter", "circular", "poisson"],
                    help="null model (default shuffle-weekday-hour, or the claim's)")
-    a.add_argument("--surrogates", type=int, help="Monte Carlo surrogates (default 9999, or the claim's)")
+    a.add_argument("--surrogates", type=_positive_int, help="Monte Carlo surrogates (default 9999, or the claim's)")
     a.add_argument("--seed", type=int, help="random seed (default 0, or the claim's)")
-    a.add_argument("--draws", type=int, help="draws of uncertain times (default 100, or the claim's)")
+    a.add_argument("--draws", type=_positive_int, help="draws of uncertain times (default 100, or the claim's)")
     a.add_argument("--json", action="store_true", help="print JSON instead of the verdict table")
     a.add_argument("--report", metavar="DIR", help="also write the HTML report into DIR")
     a.set_defaults(func=cmd_analyze)
@@ -351,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "HTML preview; --send mails it (SMTP settings from MEDIA_TIMING_SMTP_HOST, "
                                     "_PORT, _USER, _PASSWORD, _STARTTLS and MEDIA_TIMING_DIGEST_FROM). A week is "
                                     "sent once per recipient list unless --force.")
-    dg.add_argument("--week", help="ISO week such as 2016-W40 (default: the last complete week)")
+    dg.add_argument("--week", type=_week, help="ISO week such as 2016-W40 (default: the last complete week)")
     dg.add_argument("--out", help="preview file (default data/reports/digest_<week>.html)")
     dg.add_argument("--send", action="store_true", help="send it by SMTP")
     dg.add_argument("--to", action="append", help="recipient (repeatable)")

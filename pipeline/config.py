@@ -52,6 +52,7 @@ class SmtpSettings:
     starttls: bool = False
     sender: str = "media-timing@localhost"
     timeout_s: float = 30.0
+    ssl: bool = False  # TLS from the first byte (port 465), rather than STARTTLS
 
 
 @dataclass(frozen=True)
@@ -82,9 +83,11 @@ class Settings:
 def load_settings() -> Settings:
     data_dir = Path(os.environ.get("MEDIA_TIMING_DATA_DIR") or PROJECT_ROOT / "data")
     db_path = Path(os.environ.get("MEDIA_TIMING_DB") or data_dir / "media_timing.duckdb")
+    port = _int("MEDIA_TIMING_SMTP_PORT", 25)
     smtp = SmtpSettings(
         host=os.environ.get("MEDIA_TIMING_SMTP_HOST", "localhost"),
-        port=_int("MEDIA_TIMING_SMTP_PORT", 25),
+        port=port,
+        ssl=_bool("MEDIA_TIMING_SMTP_SSL", port == 465),
         user=os.environ.get("MEDIA_TIMING_SMTP_USER") or None,
         password=os.environ.get("MEDIA_TIMING_SMTP_PASSWORD") or None,
         starttls=_bool("MEDIA_TIMING_SMTP_STARTTLS", False),
@@ -106,4 +109,23 @@ def load_settings() -> Settings:
         max_failures=_int("MEDIA_TIMING_MAX_FAILURES", 10),
         smtp=smtp,
         digest_to=tuple(a.strip() for a in os.environ.get("MEDIA_TIMING_DIGEST_TO", "").split(",") if a.strip()),
+    )
+
+
+def smtp_from_connection(*, host: str | None, port: int | None, login: str | None,
+                         password: str | None, extra: dict, fallback: SmtpSettings) -> SmtpSettings:
+    """SMTP settings from an Airflow SMTP connection's fields, read as the smtp provider reads
+    them: TLS on connect unless ``disable_ssl``, else STARTTLS unless ``disable_tls`` (any
+    non-empty value counts as set), sender from ``from_email``. Plain values in, so the pipeline
+    needs no Airflow to use them."""
+    use_ssl = not bool(extra.get("disable_ssl", False))
+    return SmtpSettings(
+        host=host or fallback.host,
+        port=int(port or (465 if use_ssl else 25)),
+        user=login or None,
+        password=password or None,
+        ssl=use_ssl,
+        starttls=not use_ssl and not bool(extra.get("disable_tls", False)),
+        sender=extra.get("from_email") or fallback.sender,
+        timeout_s=float(extra.get("timeout", fallback.timeout_s)),
     )

@@ -6,13 +6,13 @@ import time
 from collections.abc import Callable
 
 from . import case_2016
-from .analysis import run_claim, store_result
-from .claims import load_claim
+from .claims import claim_names, load_claim
 from .config import CASE_2016_DIR, Settings
-from .database import open_db
 from .importers import import_events, import_items
 from .report import write_report
+from .runs import analyze
 from .verdict import render_text
+from .workspace import Workspace
 
 CLAIM = "oct7_2016"
 DIGEST_WEEK = "2016-W40"  # Mon 3 - Sun 9 Oct 2016
@@ -25,7 +25,7 @@ def load_case_study(con, say: Callable[[str], None] = print) -> None:
         report = import_items(
             con, CASE_2016_DIR / s.file, source=s.source, role=s.role,
             time_column=s.time_column, text_column=s.text_column, id_column=s.id_column,
-            author_column=s.author_column, attribution=s.attribution,
+            author_column=s.author_column, attribution=s.attribution, label=s.label, caveat=s.caveat,
         )
         say("  " + report.summary())
 
@@ -37,31 +37,31 @@ def run_demo(settings: Settings, *, surrogates: int | None = None,
         say(f"error: case-study files missing from {CASE_2016_DIR}: {', '.join(missing)}")
         return 2
     started = time.monotonic()
+    ws = Workspace(settings)
     say(f"Building {settings.db_path} from the bundled 2016 case study ({CASE_2016_DIR}):")
-    with open_db(settings.db_path, wait_s=settings.lock_wait_s) as con:
+    with ws.write() as con:
         load_case_study(con, say)
-        result = run_claim(con, load_claim(CLAIM), surrogates=surrogates)
-        fresh = store_result(con, result)
+    done = analyze(ws, load_claim(CLAIM), surrogates=surrogates)
     say("")
-    say(render_text(result))
+    say(render_text(done.result))
     say("")
-    reports = settings.data_dir / "reports"
-    html = write_report(result, reports)
-    say(f"Run {result.run_id} {'stored' if fresh else 'already stored (same data, same parameters)'} "
+    html = write_report(done.result, ws.reports_dir)
+    say(f"Run {done.result.run_id} {'stored' if done.fresh else 'already stored (same data, same parameters)'} "
         f"in {settings.db_path}.")
     say(f"Report: {html}")
-    for extra in _extras(settings, say):
-        say(extra)
+    # The other claims too, so every week's digest and the claims' pages have stored figures.
+    others = [analyze(ws, load_claim(name), surrogates=surrogates) for name in claim_names() if name != CLAIM]
+    say("Also stored: " + ", ".join(f"{a.result.claim.id} (run {a.result.run_id})" for a in others))
+    say(f"Digest of {DIGEST_WEEK}: {_digest_preview(ws)}")
     say(f"Done in {time.monotonic() - started:.1f} s. Query the data:")
     say('  .venv/bin/media-timing sql "SELECT * FROM release_neighbours(window_minutes := 120)"')
     return 0
 
 
-def _extras(settings: Settings, say) -> list[str]:
+def _digest_preview(ws: Workspace):
     """The digest of the week of 7 Oct 2016, as it would have been emailed."""
     from .digest import compose, parse_week
 
-    with open_db(settings.db_path, wait_s=settings.lock_wait_s) as con:
+    with ws.read() as con:
         digest = compose(con, parse_week(DIGEST_WEEK))
-    path = digest.preview(settings.data_dir / "reports" / f"digest_{DIGEST_WEEK}.html")
-    return [f"Digest of {DIGEST_WEEK}: {path}"]
+    return digest.preview(ws.reports_dir / f"digest_{DIGEST_WEEK}.html")

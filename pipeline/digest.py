@@ -1,13 +1,15 @@
 """The weekly digest: one ISO week (UTC) of releases, coincidences and verdicts, as email.
 
-Composing reads the database and stores the week's analysis as a run (claim id
-``weekly:<week>``), so every figure in the email can be re-derived with the SQL it prints.
-Sending lives in ``pipeline.mailer``; this module only builds the message.
+Composing only reads: each release's figures come from the stored run of the claim that tested
+it (the `analyze_timing` DAG, or `media-timing analyze`, makes them), so the digest and that
+claim's report show the same numbers. A release no stored run covers is listed with the command
+that tests it. Sending lives in ``pipeline.mailer``; this module only builds the message.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -19,18 +21,34 @@ import numpy as np
 import pandas as pd
 
 from . import charts
-from .analysis import AnalysisResult, is_stored, prepare_claim, run_prepared, store_result
-from .claims import Claim, EventSelector, StreamSpec
-from .config import CLAIMS_DIR
+from .analysis import load_events
+from .claims import EventSelector, resolve_relative
 from .report import template_env
+from .results import AnalysisResult, Event
+from .runs import latest_runs, load_run
 from .timing.stories import load_story_rules, story_matrix
-from .verdict import ALWAYS, fmt_p, fmt_time, release_sentence, strength
+from .verdict import (
+    ALWAYS,
+    count_text,
+    fmt_p_range,
+    fmt_span,
+    fmt_time,
+    fmt_window,
+    reading,
+    release_headline,
+)
 
 WEEK_RE = re.compile(r"^(\d{4})-W(\d{2})$")
-STORIES = CLAIMS_DIR / "stories_2016.yaml"
-DIGEST_SURROGATES = 1999
-DIGEST_DRAWS = 50
 COVERAGE_HOURS = 12
+DEFAULT_WINDOW_MINUTES = 120
+IMAGES = ("correlogram", "coverage")
+HOW_TO_TEST = ("No stored analysis tests this release yet. The analyze_timing DAG tests every claim in "
+               "claims/ when new data arrives (the all_releases claim covers every release); by hand: "
+               "media-timing analyze --claim all_releases")
+
+
+class WeekError(ValueError):
+    pass
 
 
 @dataclass(frozen=True)
@@ -46,13 +64,13 @@ class Week:
 
 
 def parse_week(text: str) -> Week:
-    m = WEEK_RE.match(text.strip())
+    m = WEEK_RE.match((text or "").strip())
     if not m:
-        raise ValueError(f"week {text!r} is not an ISO week like 2016-W40")
+        raise WeekError(f"week {text!r} is not an ISO week; write it like 2016-W40")
     try:
         start = datetime.fromisocalendar(int(m.group(1)), int(m.group(2)), 1).replace(tzinfo=UTC)
     except ValueError:
-        raise ValueError(f"week {text!r} does not exist") from None
+        raise WeekError(f"week {text!r} does not exist (ISO years have 52 or 53 weeks)") from None
     return Week(text.strip(), start, start + timedelta(days=7))
 
 
@@ -62,50 +80,41 @@ def previous_week(now: datetime) -> Week:
     return parse_week(f"{y}-W{w:02d}")
 
 
-def weekly_claim(con: duckdb.DuckDBPyConnection, week: Week) -> Claim | None:
-    """The week's releases against every announcement stream whose collection covers the week
-    (and the curated announcement events, marked as such). None when no release fell in it."""
-    releases = EventSelector(kinds=("leak_release",), after_utc=week.start.isoformat(),
-                             before_utc=week.end.isoformat())
-    clause, params = releases.sql()
-    if not con.execute(f"SELECT 1 FROM events WHERE {clause} LIMIT 1", params).fetchall():
-        return None
-    names = [r[0] for r in con.execute(
-        """SELECT s.name FROM sources s JOIN items i USING (source_id)
-           WHERE s.role = 'announcement' GROUP BY s.name
-           HAVING min(i.published_utc) <= ? AND max(i.published_utc) >= ? ORDER BY s.name""",
-        [week.start, week.end]).fetchall()]
-    streams = [StreamSpec(label=n, source=n) for n in names]
-    streams.append(StreamSpec(label="sourced announcements (curated)", curated=True,
-                              events=EventSelector(kinds=("announcement",)),
-                              caveat="Curated events were researched because they sit near releases: not evidence."))
-    y, w, _ = week.start.isocalendar()
-    return Claim(
-        id=f"weekly:{week.label}", title=f"Releases of {week.label} ({week.span})", statement="",
-        releases=releases, streams=tuple(streams), window_minutes=120, surrogates=DIGEST_SURROGATES,
-        seed=y * 100 + w, uncertainty_draws=DIGEST_DRAWS,
-        correlogram={"bin_minutes": 20, "max_lag_minutes": 240}, display_tz="America/New_York",
-    )
+def weeks_between(first: datetime, last: datetime) -> list[Week]:
+    """Every ISO week from the one holding ``first`` to the one holding ``last``."""
+    out, t = [], first
+    while True:
+        y, w, _ = t.isocalendar()
+        week = parse_week(f"{y}-W{w:02d}")
+        if week.start > last:
+            return out
+        out.append(week)
+        t = week.end
 
 
 @dataclass
 class Digest:
     week: Week
     subject: str
-    html_for: callable  # (image_src: dict[name -> src]) -> html
+    html_for: Callable[[dict], str]  # image name -> src (or None) in, HTML out
     text: str
     images: dict[str, bytes] = field(default_factory=dict)
-    run_id: str | None = None
+    run_ids: list[str] = field(default_factory=list)
+
+    @property
+    def run_id(self) -> str | None:
+        """The runs the figures come from, for the digests ledger."""
+        return ",".join(self.run_ids) or None
+
+    def image_sources(self, src_of: Callable[[str], str]) -> dict[str, str | None]:
+        return {name: (src_of(name) if name in self.images else None) for name in IMAGES}
 
     def preview(self, out: Path) -> Path:
         """Write the HTML with its charts as files beside it."""
         out.parent.mkdir(parents=True, exist_ok=True)
-        srcs = {}
         for name, png in self.images.items():
-            f = out.parent / f"{out.stem}_{name}.png"
-            f.write_bytes(png)
-            srcs[name] = f.name
-        out.write_text(self.html_for(srcs), encoding="utf-8")
+            (out.parent / f"{out.stem}_{name}.png").write_bytes(png)
+        out.write_text(self.html_for(self.image_sources(lambda n: f"{out.stem}_{n}.png")), encoding="utf-8")
         return out
 
     def message(self, *, sender: str, recipients: list[str], message_id: str | None = None) -> EmailMessage:
@@ -117,33 +126,190 @@ class Digest:
         msg["Message-ID"] = message_id or make_msgid(domain="media-timing")
         msg.set_content(self.text)
         cids = {name: make_msgid(idstring=name, domain="media-timing") for name in self.images}
-        msg.add_alternative(self.html_for({n: "cid:" + c[1:-1] for n, c in cids.items()}), subtype="html")
+        msg.add_alternative(self.html_for(self.image_sources(lambda n: "cid:" + cids[n][1:-1])), subtype="html")
         html_part = msg.get_payload()[1]
         for name, png in self.images.items():
             html_part.add_related(png, "image", "png", cid=cids[name], filename=f"{name}.png")
         return msg
 
 
-def _coverage_png(con, result: AnalysisResult, stories_path: Path) -> bytes | None:
-    """Hourly news items around each release, and the share about the release's story."""
-    rels = result.releases[:4]
-    centres = [(e.lo + e.hi) / 2 if e.uncertain else e.ts for e in rels]
+# --- gather ----------------------------------------------------------------------------------
+
+def week_releases(con, week: Week) -> list[Event]:
+    return load_events(con, EventSelector(kinds=("leak_release",), after_utc=week.start.isoformat(),
+                                          before_utc=week.end.isoformat()))
+
+
+def _runs_covering(con, release_ids: list[str]) -> dict[str, list[AnalysisResult]]:
+    """For each release, the newest stored run of every claim that tested it, most specific
+    (fewest releases) first."""
+    if not release_ids:
+        return {}
+    latest = {run_id: (n, claim) for claim, run_id, n in latest_runs(con)}
+    if not latest:
+        return {}
+    rows = con.execute(
+        f"""SELECT DISTINCT run_id, release_id FROM results
+            WHERE run_id IN ({", ".join("?" * len(latest))}) AND release_id IN ({", ".join("?" * len(release_ids))})""",
+        [*latest, *release_ids]).fetchall()
+    runs = {run_id: load_run(con, run_id) for run_id in {r for r, _ in rows}}
+    out: dict[str, list[AnalysisResult]] = {}
+    for run_id, release_id in rows:
+        out.setdefault(release_id, []).append(runs[run_id])
+    for release_id in out:
+        out[release_id].sort(key=lambda r: (len(r.releases), r.claim.id))
+    return out
+
+
+def _stream_rows(run: AnalysisResult, release_id: str) -> list[dict]:
+    rows = []
+    for s in run.streams:
+        t = s.test_of(release_id)
+        if t is not None:
+            rows.append({"stream": s.stream.spec.label, "curated": s.stream.spec.curated,
+                         "coverage": fmt_span(s.stream.coverage.start, s.stream.coverage.end),
+                         "count": count_text(t), "expected": f"{t.expected:.1f}" if t.testable else "-",
+                         "p": fmt_p_range(t) if t.testable else "n/a", "reading": reading(s, t)})
+    return rows
+
+
+def _near(con, e: Event, window_min: float) -> list[dict]:
+    """Announcement events within the window of a release, with signed gaps and their bounds."""
+    rows = con.execute(
+        """SELECT event_id, title, actor, epoch(ts_utc), epoch(earliest_utc), epoch(latest_utc), source_url
+           FROM events WHERE kind = 'announcement'
+             AND earliest_utc <= to_timestamp(?) AND latest_utc >= to_timestamp(?)
+             AND latest_utc - earliest_utc < INTERVAL 1 DAY
+           ORDER BY ts_utc""",
+        [e.hi + window_min * 60, e.lo - window_min * 60]).fetchall()
+    return [{"id": r[0], "title": r[1], "actor": r[2] or "", "when": fmt_time(r[3], None, True),
+             "gap": f"{(r[3] - e.ts) / 60:+.0f} min ({(r[4] - e.hi) / 60:+.0f} to {(r[5] - e.lo) / 60:+.0f})",
+             "url": r[6]} for r in rows]
+
+
+def _block(con, e: Event, runs: list[AnalysisResult]) -> dict:
+    run = runs[0] if runs else None
+    window = run.claim.window_minutes if run else DEFAULT_WINDOW_MINUTES
+    block = {"event": e, "when": f"{fmt_time(e.ts, None, True)} UTC" if not e.day_only
+             else f"{fmt_time(e.centre, None, True)[:10]} (day only)",
+             "window": fmt_window(window), "near": _near(con, e, window), "rows": [],
+             "verdict": None, "source": None, "also": [], "missing": HOW_TO_TEST if run is None else None}
+    if run is None:
+        return block
+    block["rows"] = _stream_rows(run, e.event_id)
+    block["verdict"] = release_headline(run, e) + " Timing is not intent."
+    n = len(run.releases)
+    block["source"] = (f"From claim {run.claim.id} (run {run.run_id}, {run.claim.surrogates:,} surrogates, "
+                       f"seed {run.parameters['seed']}, null {run.claim.null})"
+                       + ("" if n == 1 else f"; that claim tests {n} releases together, and these are "
+                          "this release's own figures from it") + ".")
+    block["also"] = [f"{r.claim.id} (run {r.run_id}, {len(r.releases)} releases)" for r in runs[1:]]
+    return block
+
+
+@dataclass
+class WeekFacts:
+    week: Week
+    releases: list[Event]
+    blocks: list[dict]
+    runs: list[AnalysisResult]
+    health: dict
+    streams: list[tuple]
+
+
+def gather(con: duckdb.DuckDBPyConnection, week: Week) -> WeekFacts:
+    releases = week_releases(con, week)
+    covering = _runs_covering(con, [e.event_id for e in releases])
+    blocks = [_block(con, e, covering.get(e.event_id, [])) for e in releases]
+    runs = list({r.run_id: r for rs in covering.values() for r in rs[:1]}.values())
+    streams = con.execute("""SELECT name, role, kind, coalesce(url, attribution, '') FROM sources
+                             WHERE kind <> 'catalog' ORDER BY role, name""").fetchall()
+    return WeekFacts(week, releases, blocks, runs, _health(con, week), streams)
+
+
+def _health(con, week: Week) -> dict:
+    feeds = con.execute(
+        """SELECT count(*) FILTER (WHERE enabled AND consecutive_failures = 0 AND fetches > 0),
+                  count(*) FILTER (WHERE enabled AND consecutive_failures > 0),
+                  count(*) FILTER (WHERE NOT enabled), count(*)
+           FROM v_feed_health""").fetchall()[0]
+    failing = con.execute(
+        """SELECT name, consecutive_failures, coalesce(disabled_reason, last_error, ''), url FROM v_feed_health
+           WHERE consecutive_failures > 0 OR NOT enabled ORDER BY name LIMIT 20""").fetchall()
+    feed_gaps = con.execute(
+        """SELECT feed, count(*) FILTER (WHERE gap) AS gap_hours FROM feed_coverage(?, ?)
+           WHERE hour_utc < ? GROUP BY feed HAVING count(*) FILTER (WHERE gap) > 0
+           ORDER BY gap_hours DESC LIMIT 10""", [week.start, week.end, week.end]).fetchall()
+    new_sources = con.execute(
+        "SELECT name, role, kind FROM sources WHERE created_utc >= ? AND created_utc < ? ORDER BY name",
+        [week.start, week.end]).fetchall()
+    return {"feeds_ok": feeds[0], "feeds_failing": feeds[1], "feeds_disabled": feeds[2],
+            "feeds_total": feeds[3], "failing": failing, "feed_gaps": feed_gaps,
+            "archive_gaps": _archive_gaps(con, week), "new_sources": new_sources}
+
+
+def _archive_gaps(con, week: Week) -> list[dict]:
+    """Archives have no polls: per stream, its items this week and its longest stretch without one."""
+    rows = con.execute(
+        """SELECT s.name, list(epoch(i.published_utc) ORDER BY i.published_utc) FILTER (WHERE i.item_id IS NOT NULL)
+           FROM sources s LEFT JOIN items i ON i.source_id = s.source_id
+                AND i.published_utc >= ? AND i.published_utc < ?
+           WHERE s.kind = 'archive' GROUP BY s.name ORDER BY s.name""", [week.start, week.end]).fetchall()
+    out = []
+    for name, times in rows:
+        times = times or []
+        pts = np.array([week.start.timestamp(), *times, week.end.timestamp()])
+        gaps = np.diff(pts)
+        i = int(np.argmax(gaps))
+        out.append({"source": name, "n_items": len(times), "longest_gap_h": f"{gaps[i] / 3600:.0f}",
+                    "from": fmt_time(pts[i], None, True), "to": fmt_time(pts[i + 1], None, True)})
+    return out
+
+
+# --- charts ----------------------------------------------------------------------------------
+
+def _correlogram_png(facts: WeekFacts) -> tuple[bytes, str] | None:
+    for run in facts.runs:
+        s = next((s for s in run.streams if s.correlogram is not None and not s.stream.spec.curated), None)
+        if s is not None:
+            n = len(run.releases)
+            caption = (f"{s.stream.spec.label}, from claim {run.claim.id}"
+                       + (f" (pooled over that claim's {n} releases, not only this week's)" if n > 1 else ""))
+            return charts.correlogram_png(s.correlogram, s.stream.spec.label), caption
+    return None
+
+
+def _story_rules(run: AnalysisResult | None):
+    spec = (run.claim.displacement or run.claim.pressure) if run else None
+    if not spec:
+        return []
+    path = resolve_relative(run.claim, spec["stories_file"])
+    return load_story_rules(path) if path.is_file() else []
+
+
+def _coverage_png(con, facts: WeekFacts) -> bytes | None:
+    """Hourly news items around each release, and those about the release's story."""
+    blocks = facts.blocks[:4]
+    if not blocks:
+        return None
+    centres = [b["event"].centre for b in blocks]
     span = COVERAGE_HOURS * 3600
-    # Only the hours the charts show: the items table grows for as long as feeds are polled.
+    # Only the hours the chart shows: the items table grows for as long as feeds are polled.
     news = con.execute(
         """SELECT epoch(i.published_utc) AS t, i.title FROM items i JOIN sources s USING (source_id)
            WHERE s.role = 'news' AND i.published_utc IS NOT NULL AND i.time_zone_explicit
              AND i.published_utc >= to_timestamp(?) AND i.published_utc <= to_timestamp(?)""",
         [min(centres) - span, max(centres) + span]).df()
-    if news.empty or not stories_path.exists():
+    if news.empty:
         return None
-    rules = load_story_rules(stories_path)
-    matrix = story_matrix(news["title"], rules)
+    rules = _story_rules(facts.runs[0] if facts.runs else None)
+    matrix = story_matrix(news["title"], rules) if rules else pd.DataFrame(index=news.index)
     plt = charts._pyplot()
-    fig, axes = plt.subplots(len(rels), 1, figsize=(8, 2.4 * len(rels)), squeeze=False)
+    fig, axes = plt.subplots(len(blocks), 1, figsize=(8, 2.4 * len(blocks)), squeeze=False)
     t = news["t"].to_numpy()
     drawn = False
-    for ax, e, centre in zip(axes[:, 0], rels, centres):
+    for ax, b, centre in zip(axes[:, 0], blocks, centres):
+        e = b["event"]
         story = next((r.name for r in rules if r.matches(pd.Series([e.title]))[0]), None)
         edges = centre + np.arange(-COVERAGE_HOURS, COVERAGE_HOURS + 1) * 3600
         total, _ = np.histogram(t, bins=edges)
@@ -164,112 +330,45 @@ def _coverage_png(con, result: AnalysisResult, stories_path: Path) -> bytes | No
     return charts._png(fig)
 
 
-def _health(con, week: Week) -> dict:
-    feeds = con.execute(
-        """SELECT count(*) FILTER (WHERE enabled AND consecutive_failures = 0 AND fetches > 0),
-                  count(*) FILTER (WHERE enabled AND consecutive_failures > 0),
-                  count(*) FILTER (WHERE NOT enabled), count(*)
-           FROM v_feed_health""").fetchall()[0]
-    failing = con.execute(
-        """SELECT name, consecutive_failures, coalesce(disabled_reason, last_error), url FROM v_feed_health
-           WHERE consecutive_failures > 0 OR NOT enabled ORDER BY name LIMIT 20""").fetchall()
-    feed_gaps = con.execute(
-        """SELECT feed, count(*) FILTER (WHERE gap) AS gap_hours FROM feed_coverage(?, ?)
-           WHERE hour_utc < ? GROUP BY feed HAVING count(*) FILTER (WHERE gap) > 0
-           ORDER BY gap_hours DESC LIMIT 10""", [week.start, week.end, week.end]).fetchall()
-    # Archives have no polls: show, per stream, its longest stretch without a single item.
-    archive_gaps = []
-    for (name,) in con.execute("SELECT name FROM sources WHERE kind = 'archive' ORDER BY name").fetchall():
-        times = con.execute(
-            """SELECT epoch(published_utc) FROM items JOIN sources USING (source_id)
-               WHERE name = ? AND published_utc >= ? AND published_utc < ? ORDER BY 1""",
-            [name, week.start, week.end]).fetchall()
-        pts = np.array([week.start.timestamp()] + [r[0] for r in times] + [week.end.timestamp()])
-        gaps = np.diff(pts)
-        i = int(np.argmax(gaps))
-        archive_gaps.append({"source": name, "n_items": len(times), "longest_gap_h": gaps[i] / 3600,
-                             "from": fmt_time(pts[i], None, True), "to": fmt_time(pts[i + 1], None, True)})
-    new_sources = con.execute(
-        "SELECT name, role, kind, coalesce(url, attribution) FROM sources WHERE created_utc >= ? AND created_utc < ? ORDER BY name",
-        [week.start, week.end]).fetchall()
-    return {"feeds_ok": feeds[0], "feeds_failing": feeds[1], "feeds_disabled": feeds[2],
-            "feeds_total": feeds[3], "failing": failing, "feed_gaps": feed_gaps,
-            "archive_gaps": archive_gaps, "new_sources": new_sources}
+# --- render ----------------------------------------------------------------------------------
+
+def _sql(facts: WeekFacts) -> str:
+    week = facts.week
+    if facts.runs:
+        ids = ", ".join(f"'{r.run_id}'" for r in facts.runs)
+        rels = ", ".join(f"'{e.event_id}'" for e in facts.releases)
+        return (f"SELECT run_id, release_id, stream, observed, pvalue, pvalue_min, pvalue_max, qvalue\n"
+                f"FROM results WHERE run_id IN ({ids})\n  AND release_id IN ({rels})\n"
+                f"  AND statistic = 'count_within_window'\nORDER BY release_id, stream;")
+    return (f"SELECT * FROM v_events WHERE kind = 'leak_release'\n"
+            f"  AND latest_utc >= '{week.start.isoformat()}' AND earliest_utc < '{week.end.isoformat()}';")
 
 
-def _release_blocks(result: AnalysisResult) -> list[dict]:
-    blocks = []
-    window = result.claim.window_minutes
-    for i, e in enumerate(result.releases):
-        near = []
-        for s in result.streams:
-            t = s.releases[i]
-            near.append({"stream": s.stream.spec.label, "curated": s.stream.spec.curated,
-                         "sentence": release_sentence(s, t, window), "count": t.count_median,
-                         "expected": t.expected, "p": t.pvalue, "p_min": t.pvalue_min,
-                         "p_max": t.pvalue_max, "testable": t.testable})
-        honest = [n["p"] for n in near if not n["curated"] and n["testable"]]
-        best = min(honest) if honest else float("nan")
-        blocks.append({"event": e, "near": near, "best_p": best,
-                       "verdict": f"{strength(best).capitalize()} (smallest p = {fmt_p(best)} across "
-                                  f"{len(honest)} complete streams; null {result.claim.null}, ±{window:g} min). "
-                                  "Timing is not intent."})
-    return blocks
-
-
-def _announcements_near(con, result: AnalysisResult) -> dict[str, list]:
-    """Announcement events within each release's window, with signed gaps (and their bounds)."""
-    out = {}
-    for e in result.releases:
-        rows = con.execute(
-            """SELECT event_id, title, actor, epoch(ts_utc), epoch(earliest_utc), epoch(latest_utc), source_url
-               FROM events WHERE kind = 'announcement'
-                 AND earliest_utc <= to_timestamp(?) AND latest_utc >= to_timestamp(?)
-                 AND latest_utc - earliest_utc < INTERVAL 1 DAY
-               ORDER BY ts_utc""",
-            [e.hi + result.claim.window_minutes * 60, e.lo - result.claim.window_minutes * 60]).fetchall()
-        out[e.event_id] = [{"id": r[0], "title": r[1], "actor": r[2], "when": fmt_time(r[3], None, True),
-                            "gap": (r[3] - e.ts) / 60, "gap_lo": (r[4] - e.hi) / 60, "gap_hi": (r[5] - e.lo) / 60,
-                            "url": r[6]} for r in rows]
-    return out
-
-
-def compose(con: duckdb.DuckDBPyConnection, week: Week, *, stories_path: Path = STORIES) -> Digest:
-    """Build the week's digest; stores the week's analysis run if it is new."""
-    claim = weekly_claim(con, week)
-    result = None
+def compose(con: duckdb.DuckDBPyConnection, week: Week) -> Digest:
+    """Build the week's digest from what is stored; writes nothing."""
+    facts = gather(con, week)
     images: dict[str, bytes] = {}
-    if claim is not None:
-        prep = prepare_claim(con, claim)
-        result = run_prepared(con, prep)
-        if not is_stored(con, prep.run_id):
-            store_result(con, result)
-        corr = next((s for s in result.streams if s.correlogram is not None and not s.stream.spec.curated), None)
-        if corr is not None:
-            images["correlogram"] = charts.correlogram_png(corr.correlogram, corr.stream.spec.label)
-        coverage = _coverage_png(con, result, stories_path)
-        if coverage:
-            images["coverage"] = coverage
-    health = _health(con, week)
-    n = len(result.releases) if result else 0
+    corr = _correlogram_png(facts)
+    if corr:
+        images["correlogram"] = corr[0]
+    coverage = _coverage_png(con, facts)
+    if coverage:
+        images["coverage"] = coverage
+    n = len(facts.releases)
     subject = f"media-timing weekly digest {week.label} ({week.span}): {n} release{'s' if n != 1 else ''}"
     context = {
-        "week": week, "result": result, "blocks": _release_blocks(result) if result else [],
-        "near": _announcements_near(con, result) if result else {}, "health": health,
+        "week": week, "blocks": facts.blocks, "health": facts.health, "streams": facts.streams,
+        "runs": [{"claim": r.claim.id, "run_id": r.run_id, "null": r.streams[0].null_description,
+                  "surrogates": f"{r.claim.surrogates:,}", "seed": r.parameters["seed"],
+                  "draws": r.claim.uncertainty_draws} for r in facts.runs],
+        "correlogram_caption": corr[1] if corr else "",
         "caveats": list(ALWAYS) + ["One week's coincidences are chosen by the calendar, not by merit: "
                                    "read them as leads to check, not findings."],
-        "streams": con.execute(
-            """SELECT name, role, kind, coalesce(url, attribution, '') FROM sources
-               WHERE kind <> 'catalog' ORDER BY role, name""").fetchall(),
-        "sql": (f"SELECT release_id, stream, observed, pvalue, pvalue_min, pvalue_max, qvalue\n"
-                f"FROM results WHERE run_id = '{result.run_id}' AND statistic = 'count_within_window'\n"
-                f"ORDER BY release_id, stream;") if result else
-               (f"SELECT * FROM v_events WHERE kind = 'leak_release'\n"
-                f"  AND latest_utc >= '{week.start.isoformat()}' AND earliest_utc < '{week.end.isoformat()}';"),
+        "sql": _sql(facts),
     }
     env = template_env()
     html_t = env.get_template("digest.html.j2")
-    text = env.get_template("digest.txt.j2").render(**context, img={})
+    text = env.get_template("digest.txt.j2").render(**context, img={name: None for name in IMAGES})
     return Digest(week=week, subject=subject, text=text, images=images,
                   html_for=lambda srcs: html_t.render(**context, img=srcs),
-                  run_id=result.run_id if result else None)
+                  run_ids=[r.run_id for r in facts.runs])

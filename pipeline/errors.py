@@ -7,12 +7,14 @@ from .analyze_files import InputError
 from .claims import ClaimError
 from .csvfile import CsvFileError
 from .database import DatabaseLocked, MigrationError
+from .digest import WeekError
 from .feeds import RegistryError
 from .fetch import UnsupportedURL
-from .mailer import DigestNotSent
+from .mailer import DeliveryUnknown, DigestNotSent
 from .store import SourceConflict
 
 USER_ERRORS = (
     AnalysisError, InputError, ClaimError, CsvFileError, DatabaseLocked, MigrationError,
-    SourceConflict, FileNotFoundError, RegistryError, UnsupportedURL, DigestNotSent,
+    SourceConflict, FileNotFoundError, RegistryError, UnsupportedURL, DigestNotSent, DeliveryUnknown,
+    WeekError,
 )

@@ -146,6 +146,7 @@ def import_events(con: duckdb.DuckDBPyConnection, path: Path | str) -> ImportRep
             con, import_id=import_id, kind="events", file_name=str(path), file_sha256=rec.sha256,
             source_id=catalog.source_id, started_utc=started, rows_read=report.rows_read,
             rows_new=report.new, rows_updated=report.updated, errors=report.rejected,
+            source_name=catalog.name,
         )
     return report
 
@@ -168,6 +169,8 @@ def import_items(
     author_column: str | None = None,
     timezone: str | None = None,
     attribution: str | None = None,
+    label: str | None = None,
+    caveat: str | None = None,
 ) -> ImportReport:
     """Load any timestamped stream as items of the archive source ``source``.
 
@@ -202,8 +205,17 @@ def import_items(
     ok = ~errs.bad
     report.duplicates = int((key[ok].duplicated()).sum())
     with transaction(con):
-        src = store.ensure_source(con, source, role=role, kind="archive", attribution=attribution)
         import_id = store.next_import_id(con)
+        if not ok.any():  # nothing usable: the attempt is recorded, but no empty source is made
+            existing = store.find_source(con, source)
+            store.record_import(
+                con, import_id=import_id, kind="items", file_name=str(path), file_sha256=rec.sha256,
+                source_id=existing.source_id if existing else None, started_utc=started,
+                rows_read=report.rows_read, rows_new=0, rows_updated=0, errors=report.rejected,
+                source_name=source)
+            return report
+        src = store.ensure_source(con, source, role=role, kind="archive", attribution=attribution,
+                                  label=label, caveat=caveat)
         frame = pd.DataFrame(
             {
                 "source_id": src.source_id,
@@ -229,6 +241,6 @@ def import_items(
         store.record_import(
             con, import_id=import_id, kind="items", file_name=str(path), file_sha256=rec.sha256,
             source_id=src.source_id, started_utc=started, rows_read=report.rows_read,
-            rows_new=report.new, rows_updated=0, errors=report.rejected,
+            rows_new=report.new, rows_updated=0, errors=report.rejected, source_name=source,
         )
     return report

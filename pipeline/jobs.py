@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import ingest
-from .config import CLAIMS_DIR, load_settings
+from .config import load_settings
 from .database import open_db
 from .fetch import FeedRequest, Limits
 
@@ -81,28 +81,26 @@ def promote_release_items() -> dict:
 
 
 def list_claims() -> list[str]:
-    return sorted(p.stem for p in CLAIMS_DIR.glob("*.yaml") if not p.stem.startswith("stories"))
+    from .claims import claim_names
+
+    return claim_names()
 
 
 def analyze_claim(claim_id: str) -> dict:
     """Run a claim unless this exact run (same parameters, same data) is already stored."""
-    from .analysis import AnalysisError, is_stored, prepare_claim, run_prepared, store_result
+    from .analysis import AnalysisError
     from .claims import load_claim
+    from .runs import analyze
     from .verdict import verdict
+    from .workspace import Workspace
 
-    s = load_settings()
     claim = load_claim(claim_id)
-    with open_db(s.db_path, wait_s=s.lock_wait_s) as con:
-        try:
-            prep = prepare_claim(con, claim)
-        except AnalysisError as exc:
-            return {"claim": claim_id, "status": "skipped", "reason": str(exc)}
-        if is_stored(con, prep.run_id):
-            return {"claim": claim_id, "status": "unchanged", "run_id": prep.run_id}
-        result = run_prepared(con, prep)
-        store_result(con, result)
-    return {"claim": claim_id, "status": "stored", "run_id": result.run_id,
-            "headline": verdict(result).headline}
+    try:
+        done = analyze(Workspace(load_settings()), claim)
+    except AnalysisError as exc:
+        return {"claim": claim_id, "status": "skipped", "reason": str(exc)}
+    return {"claim": claim_id, "status": "stored" if done.fresh else "unchanged",
+            "run_id": done.result.run_id, "headline": verdict(done.result).headline}
 
 
 def import_archive(file: str, source: str, time_column: str, text_column: str, role: str = "news",
@@ -121,23 +119,25 @@ def import_archive(file: str, source: str, time_column: str, text_column: str, r
 
 
 def weekly_digest(week: str | None = None, *, now: datetime | None = None, recipients=None,
-                  deliver=None, sender: str | None = None, force: bool = False) -> dict:
-    """Compose the digest of ``week`` (default: the last complete ISO week before ``now``),
-    write its preview to data/reports/, and send it to ``recipients`` (default
-    MEDIA_TIMING_DIGEST_TO) unless it was already sent to them."""
+                  smtp=None, force: bool = False) -> dict:
+    """Compose the digest of ``week`` (default: the last complete ISO week before ``now``) from
+    the stored runs, write its preview to data/reports/, and send it to ``recipients`` (default
+    MEDIA_TIMING_DIGEST_TO) through ``smtp`` (default MEDIA_TIMING_SMTP_*) unless it was
+    already sent to them. The database is never held while the mail server is talked to."""
     from .digest import compose, parse_week, previous_week
     from .mailer import send_digest, smtp_deliverer
+    from .workspace import Workspace
 
-    s = load_settings()
+    ws = Workspace(load_settings())
     w = parse_week(week) if week else previous_week(now or datetime.now(UTC))
-    to = list(recipients) if recipients is not None else list(s.digest_to)
-    with open_db(s.db_path, wait_s=s.lock_wait_s) as con:
+    to = list(recipients) if recipients else list(ws.settings.digest_to)
+    with ws.ensure() as con:
         digest = compose(con, w)
-        preview = digest.preview(s.data_dir / "reports" / f"digest_{w.label}.html")
-        out = {"week": w.label, "subject": digest.subject, "preview": str(preview), "run_id": digest.run_id}
-        if not to:
-            return {**out, "status": "not_sent", "reason": "no recipients configured"}
-        sent = send_digest(con, digest, to, sender=sender or s.smtp.sender,
-                           deliver=deliver or smtp_deliverer(s.smtp), force=force)
+    preview = digest.preview(ws.reports_dir / f"digest_{w.label}.html")
+    out = {"week": w.label, "subject": digest.subject, "preview": str(preview), "run_ids": digest.run_ids}
+    if not to:
+        return {**out, "status": "not_sent", "reason": "no recipients configured"}
+    smtp = smtp or ws.settings.smtp
+    sent = send_digest(ws, digest, to, sender=smtp.sender, deliver=smtp_deliverer(smtp), force=force)
     return {**out, "status": sent.status, "recipients": sent.recipients,
             "message_id": sent.message_id, "attempts": sent.attempts}

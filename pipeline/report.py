@@ -3,14 +3,36 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import jinja2
 
 from . import charts
-from .analysis import AnalysisResult
-from .verdict import event_when, fmt_p, fmt_p_range, fmt_time, strength, verdict
+from .results import AnalysisResult
+from .verdict import (
+    count_text,
+    event_when,
+    fmt_count,
+    fmt_p,
+    fmt_p_range,
+    fmt_span,
+    fmt_time,
+    fmt_window,
+    reading,
+    strength,
+    verdict,
+)
 
 TEMPLATES = Path(__file__).parent / "templates"
+
+
+def is_web_url(url) -> bool:
+    """Only http(s) links are rendered as links: a feed may carry javascript: or data: URLs."""
+    return isinstance(url, str) and urlsplit(url.strip()).scheme.lower() in ("http", "https")
+
+
+def safe_url(url) -> str:
+    return url.strip() if is_web_url(url) else "#"
 
 
 def template_env() -> jinja2.Environment:
@@ -21,8 +43,10 @@ def template_env() -> jinja2.Environment:
         autoescape=lambda name: not (name or "").endswith(".txt.j2"),
         undefined=jinja2.StrictUndefined,
     )
-    env.filters.update(p=fmt_p, strength=strength, when=lambda t: fmt_time(t, None, True))
-    env.globals.update(fmt_p_range=fmt_p_range, event_when=event_when)
+    env.filters.update(p=fmt_p, strength=strength, when=lambda t: fmt_time(t, None, True),
+                       count=fmt_count, window=fmt_window, safe_url=safe_url, is_web_url=is_web_url)
+    env.globals.update(fmt_p_range=fmt_p_range, event_when=event_when, count_text=count_text,
+                       reading=reading, fmt_span=fmt_span)
     return env
 
 

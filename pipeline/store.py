@@ -57,8 +57,11 @@ def ensure_source(
     url: str | None = None,
     tags: Sequence[str] = (),
     attribution: str | None = None,
+    label: str | None = None,
+    caveat: str | None = None,
 ) -> Source:
-    """The source called ``name``, created if new. An existing one must agree on role and kind."""
+    """The source called ``name``, created if new. An existing one must agree on role and kind;
+    a label or caveat given replaces the stored one (they are how it is shown, not data)."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
     if kind not in SOURCE_KINDS:
@@ -70,10 +73,13 @@ def ensure_source(
                 f"source {name!r} already exists as a {found.role} {found.kind}, "
                 f"not a {role} {kind}; pick another name"
             )
+        if label is not None or caveat is not None:
+            con.execute("UPDATE sources SET label = coalesce(?, label), caveat = coalesce(?, caveat) "
+                        "WHERE source_id = ?", [label, caveat, found.source_id])
         return found
     con.execute(
-        "INSERT INTO sources (name, role, kind, url, tags, attribution) VALUES (?, ?, ?, ?, ?, ?)",
-        [name, role, kind, url, list(tags), attribution],
+        "INSERT INTO sources (name, role, kind, url, tags, attribution, label, caveat) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [name, role, kind, url, list(tags), attribution, label, caveat],
     )
     return find_source(con, name)
 
@@ -158,15 +164,16 @@ def record_import(
     rows_new: int,
     rows_updated: int,
     errors: list[str],
+    source_name: str | None = None,
 ) -> None:
     con.execute(
         """
         INSERT INTO imports (import_id, kind, file_name, file_sha256, source_id, started_utc,
-                             rows_read, rows_new, rows_updated, rows_rejected, errors)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                             rows_read, rows_new, rows_updated, rows_rejected, errors, source_name)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         """,
         [import_id, kind, file_name, file_sha256, source_id, started_utc, rows_read, rows_new,
-         rows_updated, len(errors), errors[:1000]],
+         rows_updated, len(errors), errors[:1000], source_name],
     )
 
 

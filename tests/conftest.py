@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pathlib
 import shutil
@@ -56,3 +57,30 @@ def case_db(case_db_template, tmp_path) -> pathlib.Path:
     path = tmp_path / "case.duckdb"
     shutil.copy(case_db_template, path)
     return path
+
+
+@pytest.fixture(scope="session")
+def case_runs_template(case_db_template, tmp_path_factory) -> pathlib.Path:
+    """The case study with every claim's run stored, as `make demo` leaves it (once per session)."""
+    from pipeline.claims import claim_names, load_claim
+    from pipeline.config import load_settings
+    from pipeline.runs import analyze
+    from pipeline.workspace import Workspace
+
+    path = tmp_path_factory.mktemp("runs") / "runs.duckdb"
+    shutil.copy(case_db_template, path)
+    ws = Workspace(dataclasses.replace(load_settings(), db_path=path))
+    for name in claim_names():
+        analyze(ws, load_claim(name))
+    return path
+
+
+@pytest.fixture
+def case_runs(case_runs_template, tmp_path):
+    """A Workspace on a copy of the case study with every claim's run stored."""
+    from pipeline.config import load_settings
+    from pipeline.workspace import Workspace
+
+    path = tmp_path / "runs.duckdb"
+    shutil.copy(case_runs_template, path)
+    return Workspace(dataclasses.replace(load_settings(), db_path=path, data_dir=tmp_path / "data"))

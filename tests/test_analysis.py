@@ -4,9 +4,10 @@ import dataclasses
 
 import pytest
 
-from pipeline.analysis import run_claim, store_result
+from pipeline.analysis import run_claim
 from pipeline.claims import ClaimError, load_claim, parse_claim
 from pipeline.database import open_db, query_one
+from pipeline.runs import load_run, store_result
 from pipeline.verdict import render_text, verdict
 
 
@@ -87,7 +88,7 @@ def test_claim_files_are_checked(tmp_path):
         parse_claim(doc, "x.yaml")
     doc["null"] = "jitter"
     doc["streams"] = [{"source": "s", "events": {"kinds": ["announcement"]}}]
-    with pytest.raises(ClaimError, match="exactly one of 'source' or 'events'"):
+    with pytest.raises(ClaimError, match="exactly one of 'source', 'events' or 'role'"):
         parse_claim(doc, "x.yaml")
     with pytest.raises(ClaimError, match="no claim 'nope'"):
         load_claim("nope")
@@ -100,3 +101,49 @@ def test_a_claim_naming_missing_events_says_what_to_do(case_db):
 
     with open_db(case_db) as con, pytest.raises(AnalysisError, match="E999.*import the timeline"):
         run_claim(con, claim)
+
+
+def test_a_stored_run_reads_back_as_the_same_result(oct7):
+    """Outputs render stored runs: what they show must not depend on whether the run was fresh."""
+
+    con, r = oct7
+    store_result(con, r)
+    back = load_run(con, r.run_id)
+    assert render_text(back) == render_text(r)
+    assert [c.order for c in back.competitors] == [c.order for c in r.competitors]
+    s0, b0 = r.streams[2], back.streams[2]
+    assert b0.correlogram is not None
+    assert b0.correlogram.counts.tolist() == s0.correlogram.counts.tolist()
+    assert b0.stream.nearby.tolist() == s0.stream.nearby.tolist() and b0.stream.nearby.size > 0
+    assert back.pressure.equals(r.pressure.reset_index(drop=True))
+
+
+def test_labels_and_caveats_come_from_the_sources(oct7):
+    _, r = oct7
+    by = {s.stream.spec.source: s.stream.spec for s in r.streams if s.stream.spec.source}
+    assert by["clinton_tweets"].label == "@HillaryClinton tweets"
+    assert by["ira_newsfeed"].label == "headline stream (IRA NewsFeed accounts)"
+    assert "lagged view" in by["ira_newsfeed"].caveat
+
+
+def test_a_role_stream_is_one_stream_per_source_of_the_role(case_db):
+    with open_db(case_db) as con:
+        r = run_claim(con, load_claim("all_releases"), surrogates=99, draws=2)
+    labels = {s.stream.spec.label for s in r.streams}
+    assert labels == {"@HillaryClinton tweets", "@realDonaldTrump tweets", "headline stream (IRA NewsFeed accounts)"}
+    assert len(r.releases) == 40
+
+
+def test_a_role_with_no_sources_is_skipped_not_fatal(case_db):
+    claim = parse_claim({"id": "x", "title": "t", "releases": {"event_ids": ["E015"]},
+                         "streams": [{"role": "release"}, {"source": "trump_tweets"}]})
+    with open_db(case_db) as con:
+        r = run_claim(con, claim, surrogates=99, draws=2)
+    assert [s.stream.spec.source for s in r.streams] == ["trump_tweets"]
+
+
+def test_windows_are_whole_minutes(tmp_path):
+    doc = {"id": "x", "title": "t", "releases": {"event_ids": ["E1"]}, "streams": [{"source": "s"}]}
+    for bad in (7.5, 0, -5, "soon"):
+        with pytest.raises(ClaimError, match="window_minutes"):
+            parse_claim({**doc, "window_minutes": bad}, "x.yaml")

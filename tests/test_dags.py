@@ -182,10 +182,10 @@ def test_analyze_timing_stores_each_claim_once(dagbag, airflow_db, media_env, ca
     run = dagbag.get_dag("analyze_timing").test()
     assert run.state == "success" and states(run)["announce"] == "success"
     claims = {r[0] for r in query(media_env, "SELECT claim_id FROM analysis_runs")}
-    assert claims == {"oct7_2016", "podesta_series"}
+    assert claims == {"oct7_2016", "podesta_series", "all_releases"}
     again = dagbag.get_dag("analyze_timing").test()
     assert again.state == "success" and states(again)["announce"] == "skipped"
-    assert query(media_env, "SELECT count(*) FROM analysis_runs")[0][0] == 2
+    assert query(media_env, "SELECT count(*) FROM analysis_runs")[0][0] == 3
 
 
 def test_import_archive_loads_a_stream_from_its_form(dagbag, airflow_db, media_env):

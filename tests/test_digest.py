@@ -1,134 +1,167 @@
-"""The weekly digest against a real SMTP server on loopback (aiosmtpd): the parts arrive, untrusted
-titles arrive escaped, an outage is recorded and the week is sent exactly once afterwards."""
+"""The weekly digest for any week: composed from stored runs only, text and HTML rendered with
+StrictUndefined for every week the bundled data touches and for empty ones, the same numbers as
+the claim's report, untrusted titles escaped."""
 
-import email
-import email.policy
-import socket
 from datetime import UTC, datetime
 
+import duckdb
 import pytest
-from aiosmtpd.controller import Controller
+from markupsafe import escape
 
-from pipeline.config import SmtpSettings
-from pipeline.database import open_db
-from pipeline.digest import compose, parse_week, previous_week
-from pipeline.mailer import DigestNotSent, send_digest, smtp_deliverer
+from pipeline.database import connect
+from pipeline.digest import WeekError, compose, gather, parse_week, previous_week, weeks_between
+from pipeline.report import template_env, write_report
+from pipeline.runs import latest_runs, load_run
+from pipeline.verdict import stream_rows
 
 W40 = parse_week("2016-W40")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def rendered(digest) -> tuple[str, str]:
+    """Both parts, the HTML as a mail client gets it (images by CID)."""
+    return digest.text, digest.html_for(digest.image_sources(lambda n: f"cid:{n}"))
 
 
-class Inbox:
-    def __init__(self):
-        self.messages = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append((envelope.rcpt_tos, email.message_from_bytes(envelope.content, policy=email.policy.default)))
-        return "250 OK"
+def releases_in(con, week) -> list[tuple[str, str]]:
+    """The week's releases, straight from the events table (not through the digest's code)."""
+    return con.execute(
+        """SELECT event_id, title FROM events WHERE kind = 'leak_release'
+           AND latest_utc >= ? AND earliest_utc < ? ORDER BY ts_utc""", [week.start, week.end]).fetchall()
 
 
-@pytest.fixture
-def smtp():
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield inbox, SmtpSettings(host="127.0.0.1", port=controller.port, sender="digest@example.org", timeout_s=5)
-    controller.stop()
+def data_weeks(con):
+    first, last = con.execute(
+        """SELECT least(min(e.earliest_utc), (SELECT min(published_utc) FROM items)),
+                  greatest(max(e.latest_utc), (SELECT max(published_utc) FROM items)) FROM events e""").fetchall()[0]
+    return weeks_between(first, last)
 
 
-def send(con, digest, settings, **kw):
-    return send_digest(con, digest, ["editor@example.org", "desk@example.org"], sender=settings.sender,
-                       deliver=smtp_deliverer(settings), sleep=lambda s: None, **kw)
+def test_every_week_the_data_touches_and_an_empty_one_renders_with_its_content(case_runs):
+    with case_runs.read() as con:
+        weeks = data_weeks(con)
+        assert weeks[0].label == "2016-W24" and weeks[-1].label == "2017-W07"
+        weeks.append(parse_week("2026-W48"))  # after the data: nothing at all
+        tested = {r for (r,) in con.execute("SELECT DISTINCT release_id FROM results").fetchall()}
+        seen_releases = 0
+        for week in weeks:
+            digest = compose(con, week)
+            text, page = rendered(digest)
+            expected = releases_in(con, week)
+            seen_releases += len(expected)
+            n = len(expected)
+            assert f"{n} release{'s' if n != 1 else ''}" in digest.subject, week.label
+            for part in (text, page):
+                assert "Collection health" in part and "What this cannot show" in part, week.label
+            if not expected:
+                assert "No releases were seen this week" in text and "No releases were seen this week" in page
+            for event_id, title in expected:
+                assert title in text and str(escape(title)) in page, (week.label, event_id)
+            covered = sum(e in tested for e, _ in expected)
+            assert text.count("Verdict:") == covered, week.label
+            assert text.count("No stored analysis tests this release") == n - covered, week.label
+    assert seen_releases >= 40  # every release of the case study was in some week
 
 
-def test_the_digest_arrives_with_text_html_and_inline_charts(case_db, smtp):
-    inbox, settings = smtp
-    with open_db(case_db) as con:
-        digest = compose(con, W40)
-        result = send(con, digest, settings)
-    assert result.status == "sent" and result.attempts == 1
-    (rcpts, msg), = inbox.messages
-    assert sorted(rcpts) == ["desk@example.org", "editor@example.org"]
-    assert "2016-W40" in msg["Subject"] and "1 release" in msg["Subject"]
-    types = [p.get_content_type() for p in msg.walk()]
-    assert types[:4] == ["multipart/alternative", "text/plain", "multipart/related", "text/html"]
-    assert types.count("image/png") == 2
-    text = msg.get_body(("plain",)).get_content()
-    html = msg.get_body(("html",)).get_content()
-    for part in (text, html):
-        assert "Podesta Emails" in part and "-62 min" in part and "-30 min" in part
-        assert "shuffle-weekday-hour" in part and "Timing is not intent" in part
-    cids = {p["Content-ID"].strip("<>") for p in msg.walk() if p.get_content_type() == "image/png"}
-    assert {f"cid:{c}" for c in cids} <= {s for s in html.split('"') if s.startswith("cid:")}
-    assert f"run_id = '{digest.run_id}'" in text  # the SQL that reproduces a figure
+def test_the_digest_and_the_report_of_a_release_show_the_same_numbers(case_runs, tmp_path):
+    with case_runs.read() as con:
+        runs = {claim: run_id for claim, run_id, _ in latest_runs(con)}
+        report_run = load_run(con, runs["oct7_2016"])
+        facts = gather(con, W40)
+    (block,) = facts.blocks
+    assert block["event"].event_id == "E015"
+    assert f"claim oct7_2016 (run {runs['oct7_2016']}" in block["source"]
+    report_rows = stream_rows(report_run, "E015")
+    digest_rows = [[r["stream"] + (" [curated]" if r["curated"] else ""), r["coverage"], r["count"],
+                    r["expected"], r["p"]] for r in block["rows"]]
+    assert digest_rows == [r[:5] for r in report_rows]
+    labels = [r["stream"] for r in block["rows"]]
+    assert labels == ["@HillaryClinton tweets", "@realDonaldTrump tweets",
+                      "headline stream (IRA NewsFeed accounts)", "sourced timeline announcements"]
+    page = write_report(report_run, tmp_path).read_text()
+    for r in block["rows"]:
+        assert f"<td>{r['p']}</td>" in page  # the report's table has the digest's p-values
 
 
-def test_untrusted_titles_arrive_escaped(case_db, smtp):
-    inbox, settings = smtp
-    with open_db(case_db) as con:
+def test_a_series_release_says_its_figures_come_from_the_series_claim(case_runs):
+    with case_runs.read() as con:
+        facts = gather(con, parse_week("2016-W41"))
+    assert len(facts.blocks) == 8
+    for b in facts.blocks:
+        assert "claim podesta_series" in b["source"] and "tests 36 releases together" in b["source"]
+        assert b["also"] and b["also"][0].startswith("all_releases")
+    digest_text, page = rendered(compose_read(case_runs, "2016-W41"))
+    assert page.count("that claim tests 36 releases together") == 8
+    assert digest_text.count("Verdict:") == 8
+    _, w40 = rendered(compose_read(case_runs, "2016-W40"))
+    assert "@HillaryClinton tweets, from claim oct7_2016" in w40  # the chart says where it is from
+
+
+def compose_read(ws, label):
+    with ws.read() as con:
+        return compose(con, parse_week(label))
+
+
+def test_composing_writes_nothing(case_runs):
+    """The digest reads stored runs; it never runs (or stores) an analysis."""
+    con = connect(case_runs.db_path, read_only=True)
+    try:
+        before = con.execute("SELECT count(*) FROM analysis_runs").fetchall()
+        digest = compose(con, W40)  # a write on a read-only connection would raise
+        assert con.execute("SELECT count(*) FROM analysis_runs").fetchall() == before
+    finally:
+        con.close()
+    assert digest.run_ids
+
+
+def test_a_release_no_run_covers_says_which_command_tests_it(case_runs):
+    with case_runs.write() as con:
         con.execute("""INSERT INTO events (event_id, kind, actor, title, ts_utc, earliest_utc, latest_utc,
-                       catalog, imported_utc) VALUES ('X1', 'leak_release', '<b>Leaker</b>',
-                       '<script>alert(''pwned'')</script> Leak & more', '2016-10-05 12:00:00+00',
-                       '2016-10-05 12:00:00+00', '2016-10-05 12:01:00+00', 'test', now())""")
-        send(con, compose(con, W40), settings)
-    (_, msg), = inbox.messages
-    html = msg.get_body(("html",)).get_content()
-    assert "<script>" not in html and "<b>Leaker" not in html
-    assert "&lt;script&gt;alert(&#39;pwned&#39;)&lt;/script&gt; Leak &amp; more" in html
-    assert "<script>alert('pwned')</script> Leak & more" in msg.get_body(("plain",)).get_content()
+                       catalog, imported_utc) VALUES ('X9', 'leak_release', 'Leaker', 'A new leak',
+                       '2016-10-05 12:00:00+00', '2016-10-05 12:00:00+00', '2016-10-05 12:01:00+00', 'test', now())""")
+    text, page = rendered(compose_read(case_runs, "2016-W40"))
+    assert "A new leak" in text and "media-timing analyze --claim all_releases" in text
+    assert "media-timing analyze --claim all_releases" in page
+    assert text.count("Verdict:") == 1  # E015 still has its figures
 
 
-def test_an_smtp_outage_is_recorded_and_the_week_is_sent_once_later(case_db):
-    port = free_port()
-    down = SmtpSettings(host="127.0.0.1", port=port, sender="digest@example.org", timeout_s=2)
-    waits = []
-    with open_db(case_db) as con:
+def test_an_empty_database_gets_a_digest_too(tmp_path):
+    from pipeline.config import load_settings
+    from pipeline.workspace import Workspace
+
+    ws = Workspace(load_settings().__class__(db_path=tmp_path / "empty.duckdb", data_dir=tmp_path))
+    with ws.ensure() as con:
         digest = compose(con, W40)
-        with pytest.raises(DigestNotSent, match="not sent after 3 attempts"):
-            send_digest(con, digest, ["editor@example.org"], sender=down.sender, deliver=smtp_deliverer(down),
-                        sleep=waits.append)
-        status, attempts, error, message_id = con.execute(
-            "SELECT status, attempts, last_error, message_id FROM digests").fetchall()[0]
-        assert (status, attempts) == ("failed", 3) and "ConnectionRefusedError" in error
-        assert waits == [2.0, 4.0]  # exponential backoff between attempts
-
-        inbox = Inbox()
-        controller = Controller(inbox, hostname="127.0.0.1", port=port)
-        controller.start()
-        try:
-            up = send_digest(con, digest, ["editor@example.org"], sender=down.sender,
-                             deliver=smtp_deliverer(down), sleep=lambda s: None)
-            again = send_digest(con, compose(con, W40), ["editor@example.org"], sender=down.sender,
-                                deliver=smtp_deliverer(down), sleep=lambda s: None)
-            assert (up.status, again.status) == ("sent", "already_sent")
-            assert len(inbox.messages) == 1
-            assert inbox.messages[0][1]["Message-ID"] == message_id  # the same message as attempted
-            row = con.execute("SELECT status, attempts, last_error FROM digests").fetchall()[0]
-            assert row == ("sent", 4, None)
-            forced = send_digest(con, digest, ["editor@example.org"], sender=down.sender,
-                                 deliver=smtp_deliverer(down), force=True, sleep=lambda s: None)
-            assert forced.status == "sent" and len(inbox.messages) == 2
-            assert inbox.messages[1][1]["Message-ID"] != message_id
-        finally:
-            controller.stop()
+    text, page = rendered(digest)
+    assert "0 releases" in digest.subject and "No releases were seen this week" in page
+    assert "feeds 0 ok, 0 failing, 0 disabled (of 0)" in text and "Feeds: 0 ok" in page
+    assert digest.run_ids == []
+    assert not digest.images
 
 
-def test_a_week_without_releases_says_so_and_still_reports_collection(case_db):
-    with open_db(case_db) as con:
-        digest = compose(con, parse_week("2016-W37"))
-    assert digest.run_id is None and "0 releases" in digest.subject
-    assert "No releases were seen this week" in digest.text
-    assert "trump_tweets:" in digest.text and "longest stretch without one" in digest.text
+def test_untrusted_titles_are_escaped_and_unsafe_links_are_not_links(case_runs):
+    with case_runs.write() as con:
+        con.execute("""INSERT INTO events (event_id, kind, actor, title, ts_utc, earliest_utc, latest_utc,
+                       source_url, catalog, imported_utc) VALUES ('X1', 'leak_release', '<b>Leaker</b>',
+                       '<script>alert(''pwned'')</script> Leak & more', '2016-10-05 12:00:00+00',
+                       '2016-10-05 12:00:00+00', '2016-10-05 12:01:00+00', 'JavaScript:alert(1)', 'test', now())""")
+    text, page = rendered(compose_read(case_runs, "2016-W40"))
+    assert "<script>" not in page and "<b>Leaker" not in page
+    assert "&lt;script&gt;alert(&#39;pwned&#39;)&lt;/script&gt; Leak &amp; more" in page
+    assert 'href="JavaScript:' not in page and 'href="javascript:' not in page.lower()
+    assert "<script>alert('pwned')</script> Leak & more" in text
 
 
-@pytest.mark.parametrize("bad", ["2016-40", "2016-W54", "W40", ""])
+def test_every_template_renders_with_strict_undefined():
+    env = template_env()
+    assert env.undefined.__name__ == "StrictUndefined"
+    for name in ("digest.html.j2", "digest.txt.j2", "report.html.j2"):
+        with pytest.raises(Exception, match="undefined"):
+            env.get_template(name).render()  # an incomplete context is an error, never a blank
+
+
+@pytest.mark.parametrize("bad", ["2016-40", "2016-W54", "W40", "", "2016-W4O"])
 def test_weeks_are_iso_weeks(bad):
-    with pytest.raises(ValueError, match="ISO week|does not exist"):
+    with pytest.raises(WeekError, match="ISO week|does not exist"):
         parse_week(bad)
 
 
@@ -136,27 +169,24 @@ def test_the_previous_week_is_the_last_complete_one():
     monday_morning = datetime(2016, 10, 10, 7, 0, tzinfo=UTC)
     assert previous_week(monday_morning).label == "2016-W40"
     assert W40.start == datetime(2016, 10, 3, tzinfo=UTC) and W40.end == datetime(2016, 10, 10, tzinfo=UTC)
+    assert previous_week(datetime(2021, 1, 4, 7, tzinfo=UTC)).label == "2020-W53"  # a 53-week year
 
 
-def test_the_cli_previews_and_sends(case_db, smtp, tmp_path, monkeypatch, capsys):
-    from pipeline.cli import main
+def test_the_digest_of_a_week_with_gaps_in_its_streams_shows_them(case_runs):
+    text, page = rendered(compose_read(case_runs, "2016-W45"))
+    assert "longest stretch without one" in text
+    assert "headline stream" not in text.split("Collection health")[1] or "ira_newsfeed: 0 items" in text
+    assert "ira_newsfeed: 0 items" in text  # the headline stream ended on 14 Oct: a gap, said so
 
-    inbox, settings = smtp
-    monkeypatch.setenv("MEDIA_TIMING_SMTP_HOST", settings.host)
-    monkeypatch.setenv("MEDIA_TIMING_SMTP_PORT", str(settings.port))
-    monkeypatch.setenv("MEDIA_TIMING_DIGEST_FROM", "digest@example.org")
-    monkeypatch.setenv("MEDIA_TIMING_DATA_DIR", str(tmp_path / "data"))  # previews without --out
-    out = tmp_path / "w40.html"
-    assert main(["--db", str(case_db), "digest", "--week", "2016-W40", "--out", str(out)]) == 0
-    assert out.exists() and (tmp_path / "w40_correlogram.png").exists() and not inbox.messages
-    args = ["--db", str(case_db), "digest", "--week", "2016-W40", "--send", "--to", "a@example.org"]
-    assert main(args) == 0 and len(inbox.messages) == 1
-    assert main(args) == 0 and len(inbox.messages) == 1
-    assert "already sent" in capsys.readouterr().out
-    # Recipients from the environment, as the DAG's fallback uses them; none at all is refused.
-    monkeypatch.setenv("MEDIA_TIMING_DIGEST_TO", "b@example.org, c@example.org")
-    assert main(args[:-2]) == 0 and len(inbox.messages) == 2
-    assert sorted(inbox.messages[-1][0]) == ["b@example.org", "c@example.org"]
-    monkeypatch.delenv("MEDIA_TIMING_DIGEST_TO")
-    assert main(args[:-2]) == 2 and len(inbox.messages) == 2
-    assert "MEDIA_TIMING_DIGEST_TO" in capsys.readouterr().err
+
+def test_a_database_from_before_runs_kept_their_facts_is_read(case_db, tmp_path):
+    """A run stored without facts (an older version) is not shown as if it were missing data."""
+    con = duckdb.connect(str(case_db))
+    con.execute("""INSERT INTO analysis_runs VALUES ('old', now(), 'oct7_2016', 'x', 120, 99, 1, '{}', '{}', 'v', NULL)""")
+    con.close()
+    from pipeline.config import load_settings
+    from pipeline.workspace import Workspace
+
+    ws = Workspace(load_settings().__class__(db_path=case_db, data_dir=tmp_path))
+    text, _ = rendered(compose_read(ws, "2016-W40"))
+    assert "No stored analysis tests this release" in text

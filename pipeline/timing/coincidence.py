@@ -287,7 +287,8 @@ def correlogram_test(
         counts=observed, null_mean=mean,
         pointwise_lo=np.quantile(null_c, alpha / 2, axis=0),
         pointwise_hi=np.quantile(null_c, 1 - alpha / 2, axis=0),
-        global_lo=mean - q_abs * sd, global_hi=mean + q_abs * sd,
+        # Counts cannot be negative: a symmetric band around a small mean is cut at zero.
+        global_lo=np.maximum(mean - q_abs * sd, 0.0), global_hi=mean + q_abs * sd,
         null_distribution=max_null, bin_s=bin_s, max_lag_s=max_lag_s, null=null.name,
         null_description=null.describe(), n_surrogates=n_surrogates, seed=seed,
         parameters={**null.parameters(), "bin_minutes": bin_s / 60,

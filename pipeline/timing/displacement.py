@@ -33,6 +33,12 @@ class DisplacementResult:
     ci: tuple[float, float]
     rank_pvalue: float
     skipped: list[str]
+    other_counts: list[tuple[int, int]]  # (story items, all items) after each other release
+
+    @property
+    def story_items(self) -> int:
+        """Story items in every window compared, the focal one included."""
+        return self.focal_counts[0] + sum(k for k, _ in self.other_counts)
 
 
 def displacement(item_times, is_story, focal: tuple[str, float], others: list[tuple[str, float]],
@@ -76,4 +82,4 @@ def displacement(item_times, is_story, focal: tuple[str, float], others: list[tu
     all_shares = np.append(shares[valid], focal_share)
     rank_p = float((all_shares <= focal_share).sum() / len(all_shares))
     return DisplacementResult(hours, focal_share, (fk, fn), shares, [n for n, _ in kept], diff,
-                              ci, rank_p, [n for n, _ in skipped])
+                              ci, rank_p, [n for n, _ in skipped], [tuple(c) for c in counts])

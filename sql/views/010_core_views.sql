@@ -16,16 +16,17 @@ SELECT event_id, kind, actor, title, ts_utc, earliest_utc, latest_utc,
 FROM events;
 
 -- For every leak release, the other events whose intervals come within ±window_minutes of it,
--- with the signed gap (other minus release) at the best estimates and its bounds.
+-- with the signed gap (other minus release) at the best estimates and its bounds, and who came
+-- first in the words the terminal and reports use.
 CREATE OR REPLACE MACRO release_neighbours(window_minutes := 120) AS TABLE
 SELECT r.event_id AS release_id, r.title AS release_title, r.ts_utc AS release_utc,
        a.event_id, a.kind, a.title, a.ts_utc,
        round(epoch(a.ts_utc - r.ts_utc) / 60, 1) AS gap_minutes,
        round(epoch(a.earliest_utc - r.latest_utc) / 60, 1) AS gap_min_minutes,
        round(epoch(a.latest_utc - r.earliest_utc) / 60, 1) AS gap_max_minutes,
-       CASE WHEN a.latest_utc < r.earliest_utc THEN 'event first'
+       CASE WHEN a.latest_utc < r.earliest_utc THEN 'announcement first'
             WHEN a.earliest_utc > r.latest_utc THEN 'release first'
-            ELSE 'order unknown' END AS came_first
+            ELSE 'order unknown (intervals overlap)' END AS came_first
 FROM events r JOIN events a
   ON a.event_id <> r.event_id
  AND a.earliest_utc <= r.latest_utc + to_minutes(CAST(window_minutes AS BIGINT))
@@ -43,7 +44,7 @@ GROUP BY ALL;
 
 -- Every import, newest first, with what it brought and what it rejected.
 CREATE OR REPLACE VIEW v_imports AS
-SELECT m.import_id, m.kind, s.name AS source, m.file_name, m.started_utc, m.rows_read,
+SELECT m.import_id, m.kind, coalesce(s.name, m.source_name) AS source, m.file_name, m.started_utc, m.rows_read,
        m.rows_new, m.rows_updated, m.rows_rejected, m.errors, m.file_sha256
 FROM imports m LEFT JOIN sources s USING (source_id)
 ORDER BY m.import_id DESC;
@@ -53,3 +54,10 @@ CREATE OR REPLACE VIEW v_latest_results AS
 SELECT r.*, a.claim_id, a.created_utc, a.null_model, a.window_minutes, a.surrogates, a.seed
 FROM results r JOIN analysis_runs a USING (run_id)
 WHERE a.created_utc = (SELECT max(created_utc) FROM analysis_runs b WHERE b.claim_id = a.claim_id);
+
+-- Weekly digests sent by email: the email rows of the delivery ledger, one per week and
+-- recipient list.
+CREATE OR REPLACE VIEW digests AS
+SELECT item AS week, recipients, message_id, subject, run_ids, status, attempts, last_error,
+       created_utc, updated_utc, sent_utc
+FROM deliveries WHERE channel = 'email';
