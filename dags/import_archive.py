@@ -29,14 +29,20 @@ from pipeline.config import ROLES  # cheap: no DuckDB, no pandas at parse time
     params={
         "file": Param("", type="string", minLength=1, title="CSV file", description="Path on the worker; .gz accepted"),
         "source": Param("", type="string", minLength=1, title="Source name"),
-        "role": Param("news", enum=list(ROLES), title="Role"),
+        "role": Param("news", type=["null", "string"], enum=[None, *ROLES], title="Role",
+                      description="news, release or announcement. Empty: news"),
         "time_column": Param("", type="string", minLength=1, title="Time column"),
         "text_column": Param("", type="string", minLength=1, title="Text column"),
-        "url_column": Param("", type="string", title="Link column (optional)"),
-        "id_column": Param("", type="string", title="Id column (optional)"),
-        "author_column": Param("", type="string", title="Author column (optional)"),
-        "timezone": Param("", type="string", title="Zone for times without one (optional)",
-                          description="IANA name, e.g. America/New_York; without it such rows are rejected"),
+        # Optional fields accept empty (null): the form can be sent with only the fields above.
+        "url_column": Param(None, type=["null", "string"], title="Link column (optional)",
+                            description="Empty: the items have no link; dedup uses the id or a hash of time and text"),
+        "id_column": Param(None, type=["null", "string"], title="Id column (optional)",
+                           description="Empty: items are keyed by link, else by time, text and author"),
+        "author_column": Param(None, type=["null", "string"], title="Author column (optional)",
+                               description="Empty: no author is stored"),
+        "timezone": Param(None, type=["null", "string"], title="Zone for times without one (optional)",
+                          description="IANA name, e.g. America/New_York. Empty: a time that states no zone "
+                                      "is rejected (never read as UTC)"),
     },
 )
 def import_archive():

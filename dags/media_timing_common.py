@@ -26,15 +26,15 @@ WRITER_POOL = "duckdb_writer"
 DUCKDB_QUEUE = "duckdb"
 FETCH_QUEUE = os.environ.get("MEDIA_TIMING_FETCH_QUEUE") or DUCKDB_QUEUE
 
+# One policy from the pipeline's error classes (pipeline/errors.py): what may succeed later is
+# retried soon, what a person must fix fails at once with its message in the log.
 WRITER_RETRY = ExceptionRetryPolicy(rules=[
-    RetryRule(exception="pipeline.database.DatabaseLocked", action=RetryAction.RETRY,
-              retry_delay=timedelta(seconds=20), reason="another process holds the DuckDB file"),
-    RetryRule(exception="pipeline.csvfile.CsvFileError", action=RetryAction.FAIL,
-              reason="the input file is unusable: fix it, then clear the task"),
-    RetryRule(exception="pipeline.claims.ClaimError", action=RetryAction.FAIL,
-              reason="the claim file is invalid: fix it, then clear the task"),
-    RetryRule(exception="pipeline.store.SourceConflict", action=RetryAction.FAIL,
-              reason="the source exists with another role: pick another name"),
+    RetryRule(exception="pipeline.errors.Unavailable", action=RetryAction.RETRY,
+              retry_delay=timedelta(seconds=20), reason="busy or down (the DuckDB file lock, a server)"),
+    RetryRule(exception="pipeline.errors.UserError", action=RetryAction.FAIL,
+              reason="bad input (a file, a claim, a form value): fix it, then clear the task"),
+    RetryRule(exception="pipeline.errors.Uncertain", action=RetryAction.FAIL,
+              reason="an outcome only a person can check"),
 ])
 
 DEFAULT_ARGS = {

@@ -34,8 +34,6 @@ from media_timing_common import DEFAULT_ARGS, START, WRITER_POOL, WRITER_RETRY
 SEND_RETRY = ExceptionRetryPolicy(rules=[
     RetryRule(exception="pipeline.mailer.DigestNotSent", action=RetryAction.RETRY,
               retry_delay=timedelta(minutes=10), reason="the SMTP server refused or was down"),
-    RetryRule(exception="pipeline.mailer.DeliveryUnknown", action=RetryAction.FAIL,
-              reason="the server took the message but never answered: check a mailbox before resending"),
     *WRITER_RETRY.rules,
 ])
 
@@ -49,8 +47,8 @@ SEND_RETRY = ExceptionRetryPolicy(rules=[
     tags=["media-timing", "publish"],
     doc_md=__doc__,
     params={
-        "week": Param("", type="string", pattern=r"^(|\d{4}-W\d{2})$", title="ISO week (optional)",
-                      description="e.g. 2016-W40; empty means the last complete week before the run"),
+        "week": Param(None, type=["null", "string"], pattern=r"^(|\d{4}-W\d{2})$", title="ISO week (optional)",
+                      description="e.g. 2016-W40. Empty: the last complete week before the run"),
     },
 )
 def weekly_digest():

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .claims import Claim, EventSelector, StreamSpec, resolve_relative
+from .errors import UserError
 from .results import (
     NEARBY_HOURS,
     AnalysisResult,
@@ -46,7 +47,7 @@ TIMING_DIR = Path(__file__).parent / "timing"
 CODE_FILES = ("analysis.py", "results.py")
 
 
-class AnalysisError(ValueError):
+class AnalysisError(UserError):
     pass
 
 

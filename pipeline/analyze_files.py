@@ -7,13 +7,14 @@ from pathlib import Path
 import numpy as np
 
 from .csvfile import read_records
+from .errors import UserError
 from .timestamps import parse_times
 from .timing.coincidence import DEFAULT_STEP, coincidence_test
 from .timing.nulls import Coverage, make_null
 from .timing.uncertainty import over_intervals
 
 
-class InputError(ValueError):
+class InputError(UserError):
     pass
 
 

@@ -14,10 +14,11 @@ from pathlib import Path
 import yaml
 
 from .config import CLAIMS_DIR, ROLES
+from .errors import UserError
 from .timing.nulls import NULLS
 
 
-class ClaimError(ValueError):
+class ClaimError(UserError):
     pass
 
 
@@ -105,14 +106,15 @@ class Claim:
         return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def parse_window(value, where: str = "window") -> float:
+def parse_window(value, where: str = "") -> float:
     """A window is a positive whole number of minutes (surrogates move in whole minutes)."""
+    at = f"{where}: " if where else ""
     try:
         window = float(value)
     except (TypeError, ValueError):
-        raise ClaimError(f"{where}: {value!r} is not a number of minutes, e.g. 120") from None
+        raise ClaimError(f"{at}{value!r} is not a number of minutes; give a whole number such as 120") from None
     if not window > 0 or window != int(window):
-        raise ClaimError(f"{where}: {value!r} must be a positive whole number of minutes, e.g. 120")
+        raise ClaimError(f"{at}{value!r} must be a positive whole number of minutes, such as 120")
     return window
 
 

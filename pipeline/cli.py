@@ -256,7 +256,7 @@ def _window(text: str) -> float:
     from .claims import ClaimError, parse_window
 
     try:
-        return parse_window(text, "--window")
+        return parse_window(text)
     except ClaimError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -393,7 +393,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except ValueError as exc:  # a malformed MEDIA_TIMING_* variable
+        return _fail(str(exc))
     if args.db:
         from dataclasses import replace
 
@@ -403,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args, settings)
     except USER_ERRORS as exc:
-        return _fail(str(exc))
+        return _fail(str(exc) or type(exc).__name__)
     except KeyboardInterrupt:
         return 130
 

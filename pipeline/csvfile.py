@@ -6,15 +6,18 @@ import csv
 import gzip
 import hashlib
 import io
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from .errors import UserError
+
 GZIP_MAGIC = b"\x1f\x8b"
 
 
-class CsvFileError(ValueError):
+class CsvFileError(UserError):
     """The file as a whole can't be used (unreadable, no header, a required column missing)."""
 
 
@@ -28,7 +31,10 @@ class CsvRecords:
 
 def _open_text(data: bytes) -> io.StringIO:
     if data[:2] == GZIP_MAGIC:
-        data = gzip.decompress(data)
+        try:
+            data = gzip.decompress(data)
+        except (EOFError, OSError, zlib.error) as exc:
+            raise CsvFileError(f"not a complete gzip file ({exc}); was the download cut short?") from None
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -50,6 +56,9 @@ def read_records(path: Path | str, required: list[str]) -> CsvRecords:
         if not header:
             raise CsvFileError("empty file, no header line")
         header = [h.strip() for h in header]
+        twice = sorted({h for h in header if header.count(h) > 1})
+        if twice:
+            raise CsvFileError(f"line 1: column(s) {', '.join(map(repr, twice))} appear more than once in the header")
         missing = [c for c in required if c not in header]
         if missing:
             raise CsvFileError(

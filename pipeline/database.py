@@ -13,16 +13,21 @@ from pathlib import Path
 import duckdb
 
 from .config import SQL_DIR
+from .errors import Unavailable, UserError
 
 MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
 
-class DatabaseLocked(RuntimeError):
+class DatabaseLocked(Unavailable):
     """Another process held the file for longer than we were willing to wait."""
 
 
-class MigrationError(RuntimeError):
-    pass
+class DatabaseUnusable(UserError):
+    """The file cannot be opened at all: not a DuckDB file, a folder we may not write, ..."""
+
+
+class MigrationError(UserError):
+    """A migration failed or was edited after release: the database and the code disagree."""
 
 
 def _is_lock_error(exc: BaseException) -> bool:
@@ -51,7 +56,10 @@ def connect(
             f"no database at {path}: build it with `media-timing demo` or an import first"
         )
     if not read_only:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatabaseUnusable(f"cannot create the folder for {path}: {exc.strerror}") from None
     deadline = time.monotonic() + wait_s
     delay = 0.05
     told = False
@@ -61,7 +69,7 @@ def connect(
             break
         except duckdb.Error as exc:
             if not _is_lock_error(exc):
-                raise
+                raise DatabaseUnusable(f"cannot open {path} as a DuckDB database: {exc}") from None
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise DatabaseLocked(

@@ -23,6 +23,7 @@ import pandas as pd
 from . import charts
 from .analysis import load_events
 from .claims import EventSelector, resolve_relative
+from .errors import UserError
 from .report import template_env
 from .results import AnalysisResult, Event
 from .runs import latest_runs, load_run
@@ -47,7 +48,7 @@ HOW_TO_TEST = ("No stored analysis tests this release yet. The analyze_timing DA
                "media-timing analyze --claim all_releases")
 
 
-class WeekError(ValueError):
+class WeekError(UserError):
     pass
 
 

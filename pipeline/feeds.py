@@ -12,10 +12,11 @@ import yaml
 
 from . import store
 from .database import transaction
+from .errors import UserError
 from .fetch import check_url
 
 
-class RegistryError(ValueError):
+class RegistryError(UserError):
     pass
 
 
@@ -65,9 +66,11 @@ def _opml_specs(path: Path, role: str) -> list[FeedSpec]:
 
 def _yaml_specs(path: Path, role: str) -> list[FeedSpec]:
     try:
-        doc = yaml.safe_load(path.read_text())
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise RegistryError(f"{path}: not UTF-8 text (byte {exc.start}); a feed list is YAML or OPML") from None
     except yaml.YAMLError as exc:
-        raise RegistryError(f"{path}: not valid YAML: {exc}") from None
+        raise RegistryError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
     entries = doc.get("feeds") if isinstance(doc, dict) else doc
     if not isinstance(entries, list):
         raise RegistryError(f"{path}: expected a list of feeds (or a mapping with a 'feeds' list)")

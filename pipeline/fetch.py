@@ -31,6 +31,8 @@ from urllib.parse import urlsplit
 
 import pycurl
 
+from .errors import UserError
+
 USER_AGENT = ("media-timing/0.1 (news-timing research; +https://github.com/media-timing/media-timing)")
 ACCEPT = "application/rss+xml, application/atom+xml, application/rdf+xml, application/xml;q=0.9, text/xml;q=0.8, */*;q=0.5"
 MAX_REDIRECTS = 10
@@ -38,7 +40,7 @@ BUFFER_BYTES = 128 * 1024  # per transfer: fewer, larger write callbacks for big
 IDLE_WAIT_S = 0.1  # longest wait between curl's checks of its timers (see _Transfers.rounds)
 
 
-class UnsupportedURL(ValueError):
+class UnsupportedURL(UserError):
     pass
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import duckdb
 import numpy as np
 import pandas as pd
 
 from . import store
-from .csvfile import read_records
+from .csvfile import CsvFileError, read_records
 from .database import transaction
 from .timestamps import now_utc, parse_times
 from .urls import normalize_url
@@ -151,6 +152,16 @@ def import_events(con: duckdb.DuckDBPyConnection, path: Path | str) -> ImportRep
     return report
 
 
+def check_zone(name: str) -> str:
+    """An IANA zone name, or a clear error naming the accepted form."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise CsvFileError(f"--timezone {name!r} is not a time zone name; use an IANA name such as "
+                           "America/New_York or UTC") from None
+    return name
+
+
 def _title_key(raw_time: pd.Series, text: pd.Series) -> pd.Series:
     joined = raw_time.str.cat(text, sep="\x1f")
     return "title:" + joined.map(lambda s: hashlib.sha1(s.encode()).hexdigest())
@@ -179,6 +190,8 @@ def import_items(
     """
     path = Path(path)
     started = now_utc()
+    if timezone:
+        check_zone(timezone)
     required = [time_column, text_column] + [c for c in (url_column, id_column, author_column) if c]
     rec = read_records(path, required)
     f = rec.frame

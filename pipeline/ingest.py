@@ -543,6 +543,14 @@ def run_ingest(settings, *, names: Iterable[str] | None = None, force: bool = Fa
     from .database import DatabaseLocked, open_db
 
     with open_db(settings.db_path, wait_s=settings.lock_wait_s) as con:
+        if names:
+            known = {n for (n,) in con.execute("SELECT name FROM sources WHERE kind = 'feed'").fetchall()}
+            unknown = sorted(set(names) - known)
+            if unknown:
+                from .feeds import RegistryError
+
+                raise RegistryError(f"no feed named {', '.join(map(repr, unknown))}; "
+                                    "see `media-timing feeds list`")
         requests = due_feeds(con, now=datetime.now(UTC), poll_minutes=settings.poll_minutes,
                              names=names, force=force, roles=roles)
     limits = Limits(settings.fetch_connect_timeout_s, settings.fetch_read_timeout_s,

@@ -103,14 +103,14 @@ def analyze_claim(claim_id: str) -> dict:
             "run_id": done.result.run_id, "headline": verdict(done.result).headline}
 
 
-def import_archive(file: str, source: str, time_column: str, text_column: str, role: str = "news",
+def import_archive(file: str, source: str, time_column: str, text_column: str, role: str | None = "news",
                    url_column: str | None = None, id_column: str | None = None,
                    author_column: str | None = None, timezone: str | None = None) -> dict:
     from .importers import import_items
 
     s = load_settings()
     with open_db(s.db_path, wait_s=s.lock_wait_s) as con:
-        r = import_items(con, file, source=source, role=role, time_column=time_column,
+        r = import_items(con, file, source=source, role=role or "news", time_column=time_column,
                          text_column=text_column, url_column=url_column or None,
                          id_column=id_column or None, author_column=author_column or None,
                          timezone=timezone or None)

@@ -26,15 +26,16 @@ from email.utils import make_msgid
 from .config import SmtpSettings
 from .database import query_one
 from .digest import Digest
+from .errors import Unavailable, Uncertain
 
 CHANNEL = "email"
 
 
-class DigestNotSent(RuntimeError):
+class DigestNotSent(Unavailable):
     """Every attempt was refused; the failure is recorded and a later run will try again."""
 
 
-class DeliveryUnknown(RuntimeError):
+class DeliveryUnknown(Uncertain):
     """The server took the message but never answered: it may or may not have been delivered."""
 
 

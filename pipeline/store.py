@@ -10,6 +10,7 @@ import pandas as pd
 
 from .config import ROLES
 from .database import query_one
+from .errors import UserError
 
 SOURCE_KINDS = ("feed", "archive", "catalog")
 
@@ -27,7 +28,7 @@ EVENT_COLUMNS = [
 EVENT_CONTENT = [c for c in EVENT_COLUMNS if c not in ("catalog", "catalog_line", "imported_utc")]
 
 
-class SourceConflict(ValueError):
+class SourceConflict(UserError):
     pass
 
 

@@ -107,3 +107,97 @@ def test_analyze_claim_stores_a_run_and_writes_a_report(case_db, tmp_path, capsy
     assert "Verdict:" in out and "stored in" in out
     assert (tmp_path / "rep" / "oct7_2016.html").exists()
     assert (tmp_path / "rep" / "oct7_2016_timeline.png").stat().st_size > 10_000
+
+
+# --- bad arguments: one clear line, never a traceback ---------------------------------------
+
+def _bad_cases(tmp_path):
+    """Bad arguments for every subcommand ({d}: a folder, {db}: a database that exists)."""
+    d = tmp_path
+    (d / "bad.yaml").write_text("feeds: [unclosed\n")
+    (d / "rows.csv").write_text("when,text\nnot a time,x\n")
+    (d / "dup.csv").write_text("when,when,text\n2016-10-07T20:00:00Z,2016-10-07T20:00:00Z,x\n")
+    (d / "binary.csv").write_bytes(b"\xff\xfe\x00garbage")
+    import gzip
+    (d / "cut.csv.gz").write_bytes(gzip.compress(b"when,text\n2016-10-07T20:00:00Z,x\n" * 100)[:60])
+    (d / "plain.txt").write_text("not a database")
+    items = ["--source", "s", "--time-column", "when", "--text-column", "text"]
+    return {
+        ("demo",): [["--surrogates", "0"], ["--surrogates", "lots"], ["--bogus"]],
+        ("migrate",): [["--bogus"]],
+        ("import", "events"): [[str(d / "missing.csv")], [str(d / "binary.csv")], [str(d / "rows.csv")], []],
+        ("import", "items"): [[str(d / "missing.csv"), *items], [str(d / "rows.csv"), *items, "--timezone", "Mars/Olympus"],
+                              [str(d / "cut.csv.gz"), *items], [str(d / "dup.csv"), *items],
+                              [str(d / "rows.csv"), *items, "--role", "boss"], [str(d / "rows.csv")]],
+        ("analyze",): [[], ["--claim", "nope"], ["--claim", "oct7_2016", "--window", "7.5"],
+                       ["--claim", "oct7_2016", "--window", "-5"], ["--claim", "oct7_2016", "--surrogates", "0"],
+                       ["--claim", "2016"], ["--claim", str(d / "bad.yaml")],
+                       ["--releases", str(d / "missing.csv"), "--announcements", str(d / "missing.csv")],
+                       ["--releases", str(d / "rows.csv")], ["--claim", "x", "--releases", "y"],
+                       ["--claim", "oct7_2016", "--null", "coin"]],
+        ("sql",): [["SELECT * FROM nowhere"], ["SELEC 1"], ["DROP TABLE items"]],
+        ("feeds", "add"): [["ftp://example.org/x", "--name", "n", "--role", "news"], ["http://example.org/x"],
+                           ["http://example.org/x", "--name", "n", "--role", "boss"]],
+        ("feeds", "import"): [[str(d / "missing.opml")], [str(d / "bad.yaml")], [str(d / "binary.csv")]],
+        ("feeds", "list"): [["--bogus"]],
+        ("feeds", "enable"): [["nope"], []],
+        ("ingest", "feeds"): [["--feed", "nope"]],
+        ("ingest", "load"): [["--bogus"]],
+        ("digest",): [["--week", "2016-41"], ["--week", "2016-W99"], ["--send"],
+                      ["--week", "2016-W40", "--out", "/proc/no/such/dir/x.html"]],
+    }
+
+
+@pytest.mark.parametrize("database", ["none", "case", "not a database", "folder is a file"])
+def test_no_traceback_reaches_the_user_from_any_subcommand(database, case_db, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MEDIA_TIMING_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("MEDIA_TIMING_DIGEST_TO", raising=False)
+    db = {"none": tmp_path / "none.duckdb", "case": case_db, "not a database": tmp_path / "plain.txt",
+          # A folder that cannot be made, even by root (tests may run as root, where chmod is moot).
+          "folder is a file": tmp_path / "plain.txt" / "sub" / "x.duckdb"}[database]
+    cases = _bad_cases(tmp_path)
+    commands = {p for p, _ in _all_parsers(build_parser()) if p and not any(
+        isinstance(a, argparse._SubParsersAction) for a in _parser_at(p)._actions)}
+    assert commands == set(cases), "every subcommand needs bad cases here"
+    for path, variants in cases.items():
+        for args in variants:
+            try:
+                code = main(["--db", str(db), *path, *args])
+            except SystemExit as exc:  # argparse: usage and one error line
+                code = exc.code
+            err = capsys.readouterr().err
+            assert "Traceback" not in err, (path, args, err)
+            assert code in (1, 2), (path, args, code, err)
+            lines = [line for line in err.splitlines() if line.startswith(("error:", "media-timing"))]
+            assert lines and len(lines[-1]) < 600, (path, args, err)
+
+
+def _parser_at(path):
+    for p, parser in _all_parsers(build_parser()):
+        if p == path:
+            return parser
+    raise KeyError(path)
+
+
+def test_an_import_whose_every_row_is_rejected_leaves_no_source(tmp_path, capsys):
+    f = tmp_path / "all_bad.csv"
+    f.write_text("when,text\nsoon,a\nlater,b\n")
+    db = tmp_path / "x.duckdb"
+    code = main(["--db", str(db), "import", "items", str(f), "--source", "ghost", "--time-column", "when",
+                 "--text-column", "text"])
+    assert code == 1 and "2 rejected" in capsys.readouterr().out
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM sources WHERE name = 'ghost'").fetchall() == [(0,)]
+        assert con.execute("SELECT source, rows_rejected FROM v_imports").fetchall() == [("ghost", 2)]
+    finally:
+        con.close()
+
+
+def test_analyze_names_only_claims(capsys):
+    assert main(["analyze", "--claim", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "oct7_2016" in err and "podesta_series" in err and "all_releases" in err
+    assert "stories" not in err.split("the claims are:")[1].split("(")[0]

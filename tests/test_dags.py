@@ -241,3 +241,39 @@ def test_weekly_digest_sends_through_the_smtp_default_connection(dagbag, airflow
     assert msg["From"] == "digest@example.org" and msg["To"] == "editor@example.org"
     assert "2016-W40" in msg["Subject"]
     assert query(media_env, "SELECT week, status FROM digests") == [("2016-W40", "sent")]
+
+
+# --- trigger forms ---------------------------------------------------------------------------
+
+REQUIRED_PARAMS = {"import_archive": {"file", "source", "time_column", "text_column"}}
+
+
+def _accepts(param, value) -> bool:
+    import copy
+
+    try:
+        copy.copy(param).resolve(value)
+        return True
+    except Exception:
+        return False
+
+
+def test_every_form_can_be_sent_with_only_its_required_fields(dagbag):
+    """What the UI sends for fields left empty (null) must pass, and each optional field says what
+    empty means; only the fields listed as required may refuse it."""
+    for dag in dagbag.dags.values():
+        required = REQUIRED_PARAMS.get(dag.dag_id, set())
+        for name, param in dag.params.items():
+            param = dag.params.get_param(name)
+            if name in required:
+                assert not _accepts(param, None) and not _accepts(param, ""), (dag.dag_id, name)
+                continue
+            assert _accepts(param, None), (dag.dag_id, name, "an empty field must be accepted")
+            assert "Empty" in (param.description or ""), (dag.dag_id, name, "say what empty means")
+            if "enum" not in param.schema:
+                assert _accepts(param, ""), (dag.dag_id, name)
+        filled = {"file": "/x.csv", "source": "s", "time_column": "t", "text_column": "x"}
+        conf = {k: v for k, v in filled.items() if k in required}
+        merged = {name: conf.get(name, dag.params.get_param(name).value) for name in dag.params}
+        for name, value in merged.items():
+            assert _accepts(dag.params.get_param(name), value), (dag.dag_id, name, value)
