@@ -13,7 +13,7 @@ help:
 	@echo "make demo      build .venv, load the bundled 2016 case study, print the 7 Oct 2016 verdict"
 	@echo "make test      build .venv, ruff, then the whole test suite (includes the Airflow end-to-end test)"
 	@echo "make test-fast the suite without tests marked slow"
-	@echo "make airflow   start Airflow (standalone) with this repository's airflow.cfg"
+	@echo "make airflow   start Airflow with this repository's airflow.cfg (one Ctrl-C stops it)"
 	@echo "make bench     run the benchmarks in bench/"
 	@echo "make lint      ruff"
 	@echo "make lock      re-resolve requirements*.lock after editing pyproject.toml (keeps other pins)"
@@ -53,7 +53,7 @@ bench: $(VENV)/.bench-synced
 	$(BIN)/python bench/ingest.py
 
 airflow: setup
-	./scripts/airflow.sh standalone
+	./scripts/airflow.sh up
 
 lock: | $(BIN)/uv
 	$(BIN)/uv pip compile --quiet --no-header pyproject.toml --extra dev -o requirements.lock --python-version 3.11

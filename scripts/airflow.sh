@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Run an Airflow command with this repository's configuration:
-#   scripts/airflow.sh standalone        (what `make airflow` runs)
-#   scripts/airflow.sh dags list
+# Run Airflow with this repository's configuration:
+#   scripts/airflow.sh up                (what `make airflow` runs: every component, in order;
+#                                         one Ctrl-C stops them all; see scripts/airflow_up.py)
+#   scripts/airflow.sh dags list         (any other Airflow command)
 # State goes to .airflow/ (metadata DB, logs, the generated admin password); nothing in git.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -20,16 +21,12 @@ prepare() {
   "$bin/airflow" pools set duckdb_writer 1 "the single DuckDB writer" >/dev/null
 }
 
-if [ "${1:-}" = "standalone" ]; then
+if [ "${1:-}" = "up" ]; then
+  shift
   prepare
-  port=$(grep -E '^port' "$root/airflow.cfg" | head -1 | awk '{print $3}')
-  port="${AIRFLOW__API__PORT:-$port}"
-  echo "Airflow is starting: http://127.0.0.1:$port"
-  echo "Log in as admin; the password is printed below by Airflow and kept in"
-  echo "  $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
+  echo "Airflow is starting (API server first, then scheduler, DAG processor, triggerer)."
   echo "DAGs from $root/dags; state in $AIRFLOW_HOME; DuckDB file $MEDIA_TIMING_DB"
-  echo "Stop it with Ctrl-C."
-  exec "$bin/airflow" standalone
+  exec "$bin/python" "$root/scripts/airflow_up.py" "$@"
 fi
 if [ "${1:-}" = "prepare" ]; then
   prepare
