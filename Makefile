@@ -34,6 +34,7 @@ demo: setup
 	$(BIN)/media-timing demo
 
 test: setup
+	./scripts/ensure-browser.sh
 	$(BIN)/ruff check --quiet .
 	$(BIN)/python -m pytest -q
 

@@ -102,6 +102,10 @@ def series_png(result: AnalysisResult) -> bytes:
 
 def correlogram_png(corr: CorrelogramResult, title: str = "") -> bytes:
     """Counts per lag bin with the null mean, 95% pointwise band and 95% global band."""
+    return _png(correlogram_figure(corr, title))
+
+
+def correlogram_figure(corr: CorrelogramResult, title: str = ""):
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 3.2))
     centres = (corr.lags_s + corr.bin_s / 2) / 60
@@ -118,4 +122,4 @@ def correlogram_png(corr: CorrelogramResult, title: str = "") -> bytes:
     ax.set_ylim(bottom=0)
     ax.set_title(f"{title}  max-over-lags p = {corr.pvalue:.2g}", fontsize=10, loc="left")
     ax.legend(fontsize=7, frameon=False, loc="upper right")
-    return _png(fig)
+    return fig

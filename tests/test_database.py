@@ -6,7 +6,6 @@ import sys
 import textwrap
 import time
 
-import duckdb
 import pytest
 
 from pipeline.database import DatabaseLocked, MigrationError, connect, migrate, query_one
@@ -100,8 +99,14 @@ def test_read_only_on_a_missing_file_says_how_to_build_it(tmp_path):
 def test_other_duckdb_errors_are_not_mistaken_for_locks(tmp_path):
     bad = tmp_path / "not-a-db.duckdb"
     bad.write_text("this is not a database")
-    with pytest.raises(duckdb.Error):
+    import time
+
+    from pipeline.database import DatabaseUnusable
+
+    started = time.monotonic()
+    with pytest.raises(DatabaseUnusable, match="not a valid DuckDB database"):
         connect(bad, wait_s=5)
+    assert time.monotonic() - started < 2  # refused at once, not waited on as if locked
 
 
 def test_views_are_recreated_when_their_files_change_and_only_then(db_path, tmp_path):
