@@ -51,7 +51,8 @@ def run_demo(settings: Settings, *, surrogates: int | None = None,
     say(f"Report: {html}")
     # The other claims too, so every week's digest and the claims' pages have stored figures.
     others = [analyze(ws, load_claim(name), surrogates=surrogates) for name in claim_names() if name != CLAIM]
-    say("Also stored: " + ", ".join(f"{a.result.claim.id} (run {a.result.run_id})" for a in others))
+    say("Other claims: " + ", ".join(f"{a.result.claim.id} run {a.result.run_id} "
+                                     f"({'stored' if a.fresh else 'already stored'})" for a in others))
     say(f"Digest of {DIGEST_WEEK}: {_digest_preview(ws)}")
     say(f"Done in {time.monotonic() - started:.1f} s. Query the data:")
     say('  .venv/bin/media-timing sql "SELECT * FROM release_neighbours(window_minutes := 120)"')
