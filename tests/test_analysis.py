@@ -147,3 +147,15 @@ def test_windows_are_whole_minutes(tmp_path):
     for bad in (7.5, 0, -5, "soon"):
         with pytest.raises(ClaimError, match="window_minutes"):
             parse_claim({**doc, "window_minutes": bad}, "x.yaml")
+
+
+def test_the_views_say_who_came_first_in_the_terminal_s_words(case_db):
+    from pipeline.timing.gaps import order_of
+
+    words = {order_of(-1, -0.5), order_of(0.5, 1), order_of(-1, 1)}
+    with open_db(case_db) as con:
+        said = {r[0] for r in con.execute("SELECT came_first FROM release_neighbours(window_minutes := 240)").fetchall()}
+        oct7 = dict(con.execute("SELECT event_id, came_first FROM release_neighbours(window_minutes := 120) "
+                                "WHERE release_id = 'E015'").fetchall())
+    assert said <= words and len(said) >= 2
+    assert oct7["E012"] == oct7["E013"] == "announcement first"
