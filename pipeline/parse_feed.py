@@ -1,19 +1,20 @@
 """Parsing fetched feed bytes into items, keeping every date exactly as the source wrote it.
 
 The fast path reads RSS 2.0, RSS 1.0 (RDF) and Atom with lxml and takes only what timing needs:
-id, link, title, author, a short summary and the raw date strings. Dates are then parsed by
-``pipeline.timestamps`` so a zoneless or future date is flagged, never silently read as UTC or
-as now. feedparser is the reference (the tests check both agree on the sample feeds) and the
-fallback for documents lxml cannot read. Neither path sanitises HTML or resolves relative links
-beyond the item link: timing needs neither, and they cost most of feedparser's time.
+id, link, title, author, a short summary and the raw date strings; JSON Feed has its own reader.
+Dates are then parsed by ``pipeline.timestamps`` so a zoneless or future date is flagged, never
+silently read as UTC or as now. feedparser is the reference (the tests check both agree on
+every fixture) and decides whenever the fast path refuses a document or finds nothing in it: a
+document is not a feed only if both say so. What the XML spec calls an error but a browser
+would read (a bare "&", an HTML entity such as &nbsp;, a UTF-8 document declaring UTF-16) is
+repaired and read, and the repair is recorded with the feed.
 """
 
 from __future__ import annotations
 
 import calendar
-import html
+import html.entities
 import re
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import urljoin
 
@@ -21,7 +22,12 @@ import numpy as np
 import pandas as pd
 from lxml import etree
 
+from .feed_text import reader_text
+from .json_feed import looks_like_json, parse_json_feed
+from .parse_types import NotAFeed, ParsedFeed, RawEntry
 from .timestamps import parse_times
+
+__all__ = ["NotAFeed", "ParsedFeed", "RawEntry", "parse_feed", "items_frame"]
 
 ATOM = "http://www.w3.org/2005/Atom"
 ATOM03 = "http://purl.org/atom/ns#"
@@ -33,36 +39,15 @@ CONTENT = "http://purl.org/rss/1.0/modules/content/"
 SUMMARY_CHARS = 500
 FUTURE_SLACK = pd.Timedelta(minutes=10)
 _TAGS = re.compile(r"<[^>]+>")
+# Only to word a refusal: an HTML page is refused when neither reader finds a feed in it.
 _HTML_START = re.compile(rb"^(?:\xef\xbb\xbf)?\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html)[\s>]",
                          re.IGNORECASE | re.DOTALL)
 _TRUNCATED = ("Premature end of data", "EndTag: '</' not found", "Couldn't find end of Start Tag")
-
-
-class NotAFeed(ValueError):
-    """An HTML page, an empty body, or XML that is not RSS or Atom."""
-
-
-@dataclass
-class RawEntry:
-    guid: str | None = None
-    link: str | None = None
-    title: str | None = None
-    author: str | None = None
-    summary: str | None = None
-    published: str | None = None
-    updated: str | None = None
-
-
-@dataclass
-class ParsedFeed:
-    format: str  # rss20, rss10, atom10, atom03, or feedparser's version string
-    parser: str  # lxml or feedparser
-    entries: list[RawEntry]
-    bozo: bool = False
-    bozo_reason: str | None = None
-    truncated: bool = False
-    title: str | None = None
-    warnings: list[str] = field(default_factory=list)
+_CDATA = re.compile(rb"<!\[CDATA\[.*?\]\]>", re.DOTALL)
+_BARE_AMP = re.compile(rb"&(?!(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9._-]{0,31});)")
+_NAMED = re.compile(rb"&([A-Za-z][A-Za-z0-9]{0,31});")
+_XML_NAMED = {b"amp", b"lt", b"gt", b"quot", b"apos"}
+_DECLARED = re.compile(rb"^(\s*<\?xml[^>]*?encoding\s*=\s*[\"'])([A-Za-z0-9._-]+)([\"'])", re.IGNORECASE)
 
 
 def _text(el) -> str | None:
@@ -72,20 +57,15 @@ def _text(el) -> str | None:
     return value or None
 
 
-def _clean(value: str | None, limit: int | None = None) -> str | None:
-    """Plain text: tags dropped, entities decoded, whitespace collapsed, cut at ``limit``."""
+def _summary(value: str | None) -> str | None:
+    """A summary as short plain text (it is context for a reader, not evidence: a fast regex
+    pass is enough; the title is the field read with care)."""
     if not value:
         return None
-    if limit:
-        value = value[: limit * 3]  # markup included: enough for ``limit`` characters of text
+    value = value[: SUMMARY_CHARS * 3]
     if "<" in value:
         value = _TAGS.sub(" ", value)
-    if "&" in value:
-        value = html.unescape(value)
-    value = " ".join(value.split())
-    if limit and len(value) > limit:
-        value = value[: limit - 1].rstrip() + "…"
-    return value or None
+    return reader_text(value, "text" if "&" not in value else "guess", SUMMARY_CHARS)
 
 
 def _first(el, *paths: str) -> str | None:
@@ -189,24 +169,78 @@ def _atom_entry(entry, ns: str) -> RawEntry:
         author_name = _text(author[1].find(f"{{{ns}}}name"))
     else:
         author_name = _text(author[1]) if author else None
+    title = found.get("title")
+    kind = (title[1].get("type") or "text").lower() if title else "text"
     return RawEntry(
         guid=guid,
         link=_atom_link(entry, ns) or (guid if _is_url(guid) else None),
         title=_value(found, "title"), author=author_name, summary=_value(found, "summary"),
         published=_value(found, "published"), updated=_value(found, "updated"),
+        # xhtml titles are markup already read as text by itertext
+        title_type="html" if kind in ("html", "text/html") else "text",
     )
 
 
-def parse_with_lxml(body: bytes) -> ParsedFeed:
+def _repair_entities(body: bytes) -> bytes:
+    """Outside CDATA sections: a bare "&" becomes "&amp;", an HTML named entity (&nbsp;,
+    &eacute;) its numeric form; what a browser shows, where XML would drop them."""
+    def fix(seg: bytes) -> bytes:
+        seg = _BARE_AMP.sub(b"&amp;", seg)
+
+        def named(m):
+            name = m.group(1)
+            if name in _XML_NAMED:
+                return m.group()
+            cp = html.entities.name2codepoint.get(name.decode("ascii"))
+            return b"&#%d;" % cp if cp else b"&amp;" + name + b";"
+        return _NAMED.sub(named, seg)
+    out, pos = [], 0
+    for m in _CDATA.finditer(body):
+        out += [fix(body[pos:m.start()]), m.group()]
+        pos = m.end()
+    out.append(fix(body[pos:]))
+    return b"".join(out)
+
+
+def _redeclared_utf8(body: bytes) -> bytes | None:
+    """A document declaring another encoding whose bytes are in fact UTF-8, redeclared."""
+    m = _DECLARED.match(body[:200])
+    if not m or m.group(2).lower() in (b"utf-8", b"utf8") or b"\x00" in body[:400]:
+        return None
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return m.group(1) + b"utf-8" + m.group(3) + body[m.end():]
+
+
+def _lxml_root(body: bytes):
     parser = etree.XMLParser(recover=True, resolve_entities=False, no_network=True,
                              huge_tree=True, remove_comments=True)
     try:
         root = etree.fromstring(body, parser)
     except etree.XMLSyntaxError as exc:
-        raise NotAFeed(f"not XML: {exc}") from None
+        return None, [str(exc)]
+    return root, [e.message for e in parser.error_log]
+
+
+def parse_with_lxml(body: bytes) -> ParsedFeed:
+    root, errors = _lxml_root(body)
+    repairs = []
+    if root is None or any("Entity" in e or "EntityRef" in e for e in errors):
+        fixed = _redeclared_utf8(body) if root is None else None
+        if fixed is not None:
+            repairs.append("declared another encoding, but the bytes are UTF-8: read as UTF-8")
+        else:
+            fixed = _repair_entities(body)
+            if fixed != body:
+                repairs.append("bare '&' or HTML entities repaired")
+        if fixed != body:
+            root2, errors2 = _lxml_root(fixed)
+            if root2 is not None:
+                root, errors = root2, errors2 + [f"repaired: {r}" for r in repairs]
     if root is None:
-        raise NotAFeed("empty document")
-    errors = [e.message for e in parser.error_log]
+        raise NotAFeed(f"not XML: {errors[0] if errors else 'empty document'}")
     tag = etree.QName(root)
     local, ns = tag.localname, tag.namespace or ""
     if local == "rss":
@@ -226,10 +260,11 @@ def parse_with_lxml(body: bytes) -> ParsedFeed:
         raise NotAFeed("an HTML page, not a feed")
     else:
         raise NotAFeed(f"XML whose root is <{local}>, not RSS or Atom")
+    real = [e for e in errors if not e.startswith("repaired: ")]
     return ParsedFeed(
         format=fmt, parser="lxml", entries=entries, bozo=bool(errors),
-        bozo_reason=errors[0] if errors else None,
-        truncated=any(e.startswith(_TRUNCATED) for e in errors), title=title,
+        bozo_reason=(real or errors or [None])[0],
+        truncated=any(e.startswith(_TRUNCATED) for e in real), title=title, warnings=repairs,
     )
 
 
@@ -251,7 +286,9 @@ def parse_with_feedparser(body: bytes, headers: dict | None = None) -> ParsedFee
         RawEntry(guid=e.get("id"), link=e.get("link"), title=e.get("title"),
                  author=e.get("author"), summary=e.get("summary"),
                  published=e.get("published") or (e.get("updated") if rss else None),
-                 updated=None if rss else e.get("updated"))
+                 updated=None if rss else e.get("updated"),
+                 title_type="guess" if rss else ("html" if e.get("title_detail", {}).get("type") == "text/html"
+                                                 else "text"))
         for e in parsed.entries
     ]
     exc = parsed.get("bozo_exception")
@@ -261,22 +298,32 @@ def parse_with_feedparser(body: bytes, headers: dict | None = None) -> ParsedFee
 
 
 def parse_feed(body: bytes, headers: dict | None = None) -> ParsedFeed:
-    """lxml first; feedparser when lxml can't make a feed of it (odd encodings, odd roots)."""
+    """The fast reader first (lxml, or the JSON Feed reader); feedparser decides whenever it
+    refuses the document or finds no entry in it. Not a feed only if both say so."""
     if not body or not body.strip():
         raise NotAFeed("empty body")
-    if _HTML_START.match(body[:4096]):
-        raise NotAFeed("an HTML page, not a feed")
+    if looks_like_json(body):
+        return parse_json_feed(body)
+    first, fast = None, None
     try:
-        return parse_with_lxml(body)
-    except NotAFeed as first:
-        if "HTML page" in str(first):
-            raise
-        try:
-            feed = parse_with_feedparser(body, headers)
-        except NotAFeed:
-            raise first from None
-        feed.warnings.append(f"lxml could not read it ({first}); parsed by feedparser")
-        return feed
+        fast = parse_with_lxml(body)
+    except NotAFeed as exc:
+        first = exc
+    if fast is not None and fast.entries:
+        return fast
+    try:
+        ref = parse_with_feedparser(body, headers)
+    except NotAFeed:
+        if fast is not None:
+            return fast  # a feed with no items: both agree there is nothing in it
+        if _HTML_START.match(body[:4096]):
+            raise NotAFeed("an HTML page, not a feed") from None
+        raise first from None
+    if fast is not None and not ref.entries:
+        return fast
+    ref.warnings.append(f"the fast reader {'could not read it (' + str(first) + ')' if first else 'found no entries'}; "
+                        "parsed by feedparser")
+    return ref
 
 
 def items_frame(entries: list[RawEntry], base_urls: list[str], fetched_utc: pd.Series) -> pd.DataFrame:
@@ -284,8 +331,9 @@ def items_frame(entries: list[RawEntry], base_urls: list[str], fetched_utc: pd.S
 
     One call per batch, not per feed: the date parsing is vectorised over every entry at once.
     A date without a zone is read as UTC *and flagged* (no_zone); an unparseable one keeps its
-    raw string and no parsed value (unparseable); none at all is flagged missing; a date more
-    than ten minutes after its fetch is flagged future. ``url_normalized`` (tracking parameters
+    raw string and no parsed value (unparseable); an entry with only an updated date takes it,
+    flagged from_updated; none at all is flagged missing; a date more than ten minutes after its
+    fetch is flagged future. ``url_normalized`` (tracking parameters
     and fragment dropped) is the dedup key where there is no guid, and lets an analyst match the
     same story across sources.
     """
@@ -298,12 +346,19 @@ def items_frame(entries: list[RawEntry], base_urls: list[str], fetched_utc: pd.S
     fetched = pd.Series(fetched_utc, dtype="datetime64[us, UTC]").reset_index(drop=True)
     has_pub = raw_pub.notna().to_numpy()
     bad = np.array([e is not None for e in pub.error]) & has_pub
-    future = (pub.utc > fetched + FUTURE_SLACK).fillna(False).to_numpy(dtype=bool)
-    no_zone = has_pub & ~bad & ~pub.zone_explicit
+    # An entry dated only by when it was last updated (common in Atom) keeps that time, flagged
+    # from_updated: an upper bound on when it first appeared, never silently absent.
+    from_upd = ~has_pub & raw_upd.notna().to_numpy() & np.array([e is None for e in upd.error])
+    when = pub.utc.where(~from_upd, upd.utc)
+    zone = np.where(from_upd, upd.zone_explicit, pub.zone_explicit)
+    precision = np.where(from_upd, upd.precision_s, pub.precision_s)
+    has_time = has_pub | from_upd
+    future = (when > fetched + FUTURE_SLACK).fillna(False).to_numpy(dtype=bool)
+    no_zone = has_time & ~bad & ~zone
     flags = [
-        (["missing"] if not p else ["unparseable"] if b else []) + (["no_zone"] if z else [])
-        + (["future"] if f else [])
-        for p, b, z, f in zip(has_pub, bad, no_zone, future)
+        (["from_updated"] if u else ["missing"] if not p else ["unparseable"] if b else [])
+        + (["no_zone"] if z else []) + (["future"] if f else [])
+        for p, u, b, z, f in zip(has_pub, from_upd, bad, no_zone, future)
     ]
     links = [(e.link if _is_url(e.link) else urljoin(base, e.link.strip())) if e.link else None
              for e, base in zip(entries, base_urls)]
@@ -312,15 +367,15 @@ def items_frame(entries: list[RawEntry], base_urls: list[str], fetched_utc: pd.S
         "guid": guids,
         "url": links,
         "url_normalized": [normalize_url(u) for u in links],
-        "title": [_clean(e.title) for e in entries],
-        "author": [_clean(e.author, 200) for e in entries],
-        "summary": [_clean(e.summary, SUMMARY_CHARS) for e in entries],
+        "title": [reader_text(e.title, e.title_type) for e in entries],
+        "author": [reader_text(e.author, "guess", 200) for e in entries],
+        "summary": [_summary(e.summary) for e in entries],
         "published_raw": raw_pub,
         "updated_raw": raw_upd,
-        "published_utc": pub.utc,
+        "published_utc": when,
         "updated_utc": upd.utc,
-        "time_precision_s": pd.Series(pub.precision_s, dtype="Int32").where(has_pub),
-        "time_zone_explicit": pd.Series(pub.zone_explicit, dtype="boolean").where(has_pub),
+        "time_precision_s": pd.Series(precision, dtype="Int32").where(has_time),
+        "time_zone_explicit": pd.Series(zone, dtype="boolean").where(has_time),
         "time_flags": flags,
         "first_seen_utc": fetched,
     })

@@ -21,6 +21,9 @@ _ZONE = re.compile(
     r"(?:\d(?:Z|z)\b|\d\s*[+-]\d{2}:?\d{2}\b|\b(?:UTC|GMT|UT|[ECMP][SD]T|Z)\b)"
 )
 _HAS_SECONDS = re.compile(r"\d{1,2}:\d{2}:\d{2}")
+# A numeric offset ending the string, after a time: +05:30, -0400.
+_OFFSET = re.compile(r"\d(?:\.\d+)?\s*([+-])(\d{2}):?(\d{2})$")
+MAX_OFFSET_MINUTES = 14 * 60  # UTC-12:00 .. UTC+14:00 are the zones in use
 _HAS_MINUTES = re.compile(r"\d{1,2}:\d{2}")
 
 PRECISION_SECOND = 1
@@ -128,7 +131,18 @@ def parse_times(raw: pd.Series, assume_tz: str | None = None) -> ParsedTimes:
             errors[i] = f"time {s!r} is out of range"
     for i in np.flatnonzero(missing):
         errors[i] = "time is missing"
+    _refuse_impossible_offsets(filled, utc, errors)
     return ParsedTimes(utc=utc, zone_explicit=zone, precision_s=precision, error=errors)
+
+
+def _refuse_impossible_offsets(text: pd.Series, utc: pd.Series, errors: list) -> None:
+    """An offset beyond ±14:00 (a typo such as +99:00) is no zone on Earth: unparseable, never
+    silently shifted by days."""
+    parts = text.str.extract(_OFFSET)
+    minutes = pd.to_numeric(parts[1], errors="coerce") * 60 + pd.to_numeric(parts[2], errors="coerce")
+    for i in np.flatnonzero((minutes > MAX_OFFSET_MINUTES).fillna(False).to_numpy(dtype=bool)):
+        utc.iat[i] = pd.NaT
+        errors[i] = f"time {text.iat[i]!r} has offset {parts[0].iat[i]}{parts[1].iat[i]}:{parts[2].iat[i]}, outside ±14:00"
 
 
 def now_utc() -> datetime:
