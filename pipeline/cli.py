@@ -47,14 +47,14 @@ def cmd_import_events(args, settings) -> int:
 
 def cmd_import_items(args, settings) -> int:
     from .database import open_db
-    from .importers import import_items
+    from .import_items import import_items
 
     with open_db(settings.db_path, wait_s=settings.lock_wait_s) as con:
         report = import_items(
             con, args.file, source=args.source, role=args.role, time_column=args.time_column,
             text_column=args.text_column, url_column=args.url_column, id_column=args.id_column,
-            author_column=args.author_column, timezone=args.timezone, attribution=args.attribution,
-            label=args.label,
+            author_column=args.author_column, timezone=args.timezone, dst=args.dst,
+            attribution=args.attribution, label=args.label,
         )
     return _print_import(report)
 
@@ -62,10 +62,11 @@ def cmd_import_items(args, settings) -> int:
 def _print_import(report) -> int:
     for line in report.rejected[:50]:
         print(line, file=sys.stderr)
-    if len(report.rejected) > 50:
-        print(f"... and {len(report.rejected) - 50} more rejected rows (see v_imports)", file=sys.stderr)
+    if report.n_rejected > 50:
+        print(f"... and {report.n_rejected - 50} more rejected rows (the first 1,000 are in v_imports)",
+              file=sys.stderr)
     print(report.summary())
-    return EXIT_PARTIAL if report.rejected else EXIT_OK
+    return EXIT_PARTIAL if report.n_rejected else EXIT_OK
 
 
 def cmd_analyze(args, settings) -> int:
@@ -310,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     ii.add_argument("--role", default="news", choices=ROLES,
                     help="the source's role (default: news)")
     ii.add_argument("--timezone", help="IANA zone for times that state none (otherwise such rows are rejected)")
+    ii.add_argument("--dst", default="reject", choices=["reject", "earlier", "later"],
+                    help="with --timezone: a local time the clocks skip or repeat at a DST change is "
+                         "rejected (default), or read as the earlier or the later of its two instants")
     ii.add_argument("--attribution", help="where the data came from, for citation")
     ii.add_argument("--label", help="how the stream is shown in verdicts (default: the source name)")
     ii.set_defaults(func=cmd_import_items)

@@ -1,4 +1,11 @@
-"""Reading CSV files (plain or gzip) into columns, remembering the line each record started on."""
+"""Reading CSV files (plain or gzip) record by record, remembering the line each record started on.
+
+This is the reference reader: Python's csv module in strict mode, streaming, so memory stays
+small for any file. A record it cannot read (an unterminated quote, stray text after a closing
+quote) is rejected by its line and reading resumes on the next line, so one bad quote never
+swallows the rest of the file. Large imports go through ``pipeline.csv_scan``, which reads with
+DuckDB and falls back to this reader where its line numbers cannot be checked.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,8 @@ import gzip
 import hashlib
 import io
 import zlib
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,10 +24,117 @@ import pandas as pd
 from .errors import UserError
 
 GZIP_MAGIC = b"\x1f\x8b"
+READ_CHUNK = 1 << 20
 
 
 class CsvFileError(UserError):
     """The file as a whole can't be used (unreadable, no header, a required column missing)."""
+
+
+def is_gzip(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == GZIP_MAGIC
+
+
+def open_binary(path: Path):
+    return gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")
+
+
+def _truncated(path: Path, exc: BaseException) -> CsvFileError:
+    return CsvFileError(f"{path}: not a complete gzip file ({exc}); was the download cut short?")
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(READ_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def lines(path: Path) -> Iterator[str]:
+    """Physical lines as text (newlines kept), decoded as UTF-8 (a BOM is dropped)."""
+    raw = open_binary(path)
+    n = 0
+    try:
+        try:
+            for line in io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""):
+                n += 1
+                yield line
+        except UnicodeDecodeError:
+            raise CsvFileError(f"{path}: not UTF-8 text (near line {n + 1})") from None
+        except (EOFError, OSError, zlib.error) as exc:
+            raise _truncated(path, exc) from None
+    finally:
+        raw.close()
+
+
+def read_header(path: Path, required: list[str]) -> list[str]:
+    """The header's column names, checked: present, distinct, holding every required column."""
+    try:
+        first = next(csv.reader(lines(path), strict=True), None)
+    except csv.Error as exc:
+        raise CsvFileError(f"{path}:1: the header is not valid CSV: {exc}") from None
+    except OSError as exc:
+        raise CsvFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if not first:
+        raise CsvFileError(f"{path}: empty file, no header line")
+    header = [h.strip() for h in first]
+    twice = sorted({h for h in header if header.count(h) > 1})
+    if twice:
+        raise CsvFileError(f"{path}: line 1: column(s) {', '.join(map(repr, twice))} appear more than once in the header")
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise CsvFileError(f"{path}: line 1: missing column(s) {', '.join(missing)}; the header has {', '.join(header)}")
+    return header
+
+
+@dataclass
+class Record:
+    line: int  # the physical line the record starts on
+    fields: list[str] | None  # None when rejected
+    error: str | None = None
+
+
+def iter_records(path: Path, width: int) -> Iterator[Record]:
+    """Every record after the header, good or rejected, with its first line (blank lines are
+    not records). Short records are padded; long ones are rejected, unless what is beyond the
+    header's width is only empty fields (trailing delimiters)."""
+    pending: deque[tuple[int, str]] = deque()
+    source = enumerate(lines(path), start=1)
+    next(source, None)  # the header (read_header checked it)
+    while True:
+        taken: list[tuple[int, str]] = []
+
+        def feed(taken=taken):
+            while True:
+                item = pending.popleft() if pending else next(source, None)
+                if item is None:
+                    return
+                taken.append(item)
+                yield item[1]
+
+        reader = csv.reader(feed(), strict=True)
+        try:
+            for fields in reader:
+                start = taken[0][0]
+                del taken[:]
+                if not fields:  # a blank line is not a record
+                    continue
+                if len(fields) > width and not any(fields[width:]):
+                    fields = fields[:width]  # trailing delimiters (exports often end rows with one)
+                if len(fields) > width:
+                    yield Record(start, None, f"{len(fields)} fields where the header has {width}")
+                else:
+                    yield Record(start, fields + [""] * (width - len(fields)) if len(fields) < width else fields)
+            return
+        except csv.Error as exc:
+            start = taken[0][0] if taken else 0
+            why = str(exc)
+            if "unexpected end of data" in why or "EOF" in why:
+                why = "a quoted field is never closed (unterminated quote); the row is skipped"
+            yield Record(start, None, f"malformed CSV: {why}")
+            pending.extendleft(reversed(taken[1:]))  # read on from the line after its start
 
 
 @dataclass
@@ -27,55 +143,22 @@ class CsvRecords:
     sha256: str
     header: list[str]
     frame: pd.DataFrame  # every column as text ('' for empty), plus `_line`
-
-
-def _open_text(data: bytes) -> io.StringIO:
-    if data[:2] == GZIP_MAGIC:
-        try:
-            data = gzip.decompress(data)
-        except (EOFError, OSError, zlib.error) as exc:
-            raise CsvFileError(f"not a complete gzip file ({exc}); was the download cut short?") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise CsvFileError(f"not UTF-8 text at byte {exc.start}") from None
-    return io.StringIO(text, newline="")
+    rejected: list[tuple[int, str]]  # (line, reason) of records that could not be read
 
 
 def read_records(path: Path | str, required: list[str]) -> CsvRecords:
-    """All records of a CSV file; ``_line`` is the physical line where each record starts."""
+    """All records of a (small) CSV file; ``_line`` is the physical line where each starts."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise CsvFileError(f"{path}: cannot read: {exc.strerror}") from None
-    sha = hashlib.sha256(data).hexdigest()
-    try:
-        reader = csv.reader(_open_text(data))
-        header = next(reader, None)
-        if not header:
-            raise CsvFileError("empty file, no header line")
-        header = [h.strip() for h in header]
-        twice = sorted({h for h in header if header.count(h) > 1})
-        if twice:
-            raise CsvFileError(f"line 1: column(s) {', '.join(map(repr, twice))} appear more than once in the header")
-        missing = [c for c in required if c not in header]
-        if missing:
-            raise CsvFileError(
-                f"line 1: missing column(s) {', '.join(missing)}; the header has {', '.join(header)}"
-            )
-        rows, lines = [], []
-        start = reader.line_num + 1
-        width = len(header)
-        for record in reader:
-            if record:  # a blank line is not a record
-                rows.append((record + [""] * width)[:width] if len(record) != width else record)
-                lines.append(start)
-            start = reader.line_num + 1
-    except CsvFileError as exc:
-        raise CsvFileError(f"{path}: {exc}") from None
-    except csv.Error as exc:
-        raise CsvFileError(f"{path}:{reader.line_num}: malformed CSV: {exc}") from None
+    if not path.is_file():
+        raise CsvFileError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+    header = read_header(path, required)
+    rows, starts, rejected = [], [], []
+    for r in iter_records(path, len(header)):
+        if r.fields is None:
+            rejected.append((r.line, r.error))
+        else:
+            rows.append(r.fields)
+            starts.append(r.line)
     frame = pd.DataFrame(rows, columns=header, dtype="string").fillna("")
-    frame["_line"] = lines
-    return CsvRecords(path=path, sha256=sha, header=header, frame=frame)
+    frame["_line"] = starts
+    return CsvRecords(path=path, sha256=file_sha256(path), header=header, frame=frame, rejected=rejected)

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from . import case_2016
 from .claims import claim_names, load_claim
 from .config import CASE_2016_DIR, Settings
-from .importers import import_events, import_items
+from .import_items import import_items
+from .importers import import_events
 from .report import write_report
 from .runs import analyze
 from .verdict import render_text

@@ -1,13 +1,12 @@
-"""Importing files: sourced event timelines and timestamped streams (tweets, headline archives).
+"""Importing sourced event timelines (small, hand-made CSV files), and what every import reports.
 
-Both importers validate every row first, load the good rows in one transaction together with a
-ledger row in `imports`, and report each bad row by file and line. A second import of the same
-file changes nothing.
+The importer validates every row first, loads the good rows in one transaction together with a
+ledger row in `imports`, and reports each bad row by file and line. A second import of the same
+file changes nothing. Streams of items (of any size) are ``pipeline.import_items``.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -20,13 +19,12 @@ from . import store
 from .csvfile import CsvFileError, read_records
 from .database import transaction
 from .timestamps import now_utc, parse_times
-from .urls import normalize_url
 
 EVENT_KINDS = ("leak_release", "announcement", "pre_announcement", "scheduled_event")
 CONFIDENCE = ("high", "medium", "low")
 EVENT_REQUIRED = ["event_id", "kind", "title", "ts_utc", "earliest_utc", "latest_utc"]
-# Tolerance for "in the future": clocks drift, and feeds post-date by minutes.
-FUTURE_SLACK = pd.Timedelta(minutes=10)
+# Rejected rows named one by one, at most (the count is always exact).
+MAX_MESSAGES = 1000
 
 
 @dataclass
@@ -36,11 +34,17 @@ class ImportReport:
     new: int = 0
     updated: int = 0
     duplicates: int = 0
-    rejected: list[str] = field(default_factory=list)
+    duplicate_examples: list[str] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)  # the first MAX_MESSAGES, by line
+    rejected_total: int | None = None  # every rejected row (None: as many as listed)
+
+    @property
+    def n_rejected(self) -> int:
+        return len(self.rejected) if self.rejected_total is None else self.rejected_total
 
     @property
     def unchanged(self) -> int:
-        return self.rows_read - self.new - self.updated - self.duplicates - len(self.rejected)
+        return self.rows_read - self.new - self.updated - self.duplicates - self.n_rejected
 
     def summary(self) -> str:
         parts = [f"{self.rows_read} rows read", f"{self.new} new"]
@@ -48,8 +52,9 @@ class ImportReport:
             parts.append(f"{self.updated} updated")
         parts.append(f"{self.unchanged} already stored")
         if self.duplicates:
-            parts.append(f"{self.duplicates} repeated within the file")
-        parts.append(f"{len(self.rejected)} rejected")
+            parts.append(f"{self.duplicates} repeated within the file ({'; '.join(self.duplicate_examples)})"
+                         if self.duplicate_examples else f"{self.duplicates} repeated within the file")
+        parts.append(f"{self.n_rejected} rejected")
         return f"{self.file}: " + ", ".join(parts)
 
 
@@ -81,6 +86,10 @@ class _RowErrors:
     def listed(self) -> list[str]:
         return [self.messages[i] for i in sorted(self.messages)]
 
+    def pairs(self) -> list[tuple[int, str]]:
+        """(line, message) of every bad row, to merge with other rejections by line."""
+        return [(int(self.lines[i]), self.messages[i]) for i in sorted(self.messages)]
+
 
 def import_events(con: duckdb.DuckDBPyConnection, path: Path | str) -> ImportReport:
     """Load a sourced timeline in the format of data/case_2016/timeline_2016.csv."""
@@ -89,6 +98,7 @@ def import_events(con: duckdb.DuckDBPyConnection, path: Path | str) -> ImportRep
     rec = read_records(path, EVENT_REQUIRED)
     f = rec.frame
     errs = _RowErrors(path, f["_line"])
+    unreadable = [(line, f"{path}:{line}: {why}") for line, why in rec.rejected]
     ids = f["event_id"].str.strip()
     errs.add((ids == "").to_numpy(), "event_id is empty")
     errs.add(ids.duplicated().to_numpy() & (ids != "").to_numpy(),
@@ -138,7 +148,8 @@ def import_events(con: duckdb.DuckDBPyConnection, path: Path | str) -> ImportRep
         }
     )
     good = frame[~errs.bad]
-    report = ImportReport(file=str(path), rows_read=len(f), rejected=errs.listed())
+    report = ImportReport(file=str(path), rows_read=len(f) + len(unreadable),
+                          rejected=[m for _, m in sorted(errs.pairs() + unreadable)])
     with transaction(con):
         catalog = store.ensure_source(con, f"catalog:{path.name}", role="release", kind="catalog")
         import_id = store.next_import_id(con)
@@ -160,100 +171,3 @@ def check_zone(name: str) -> str:
         raise CsvFileError(f"--timezone {name!r} is not a time zone name; use an IANA name such as "
                            "America/New_York or UTC") from None
     return name
-
-
-def _title_key(raw_time: pd.Series, text: pd.Series) -> pd.Series:
-    joined = raw_time.str.cat(text, sep="\x1f")
-    return "title:" + joined.map(lambda s: hashlib.sha1(s.encode()).hexdigest())
-
-
-def import_items(
-    con: duckdb.DuckDBPyConnection,
-    path: Path | str,
-    *,
-    source: str,
-    time_column: str,
-    text_column: str,
-    role: str = "news",
-    url_column: str | None = None,
-    id_column: str | None = None,
-    author_column: str | None = None,
-    timezone: str | None = None,
-    attribution: str | None = None,
-    label: str | None = None,
-    caveat: str | None = None,
-) -> ImportReport:
-    """Load any timestamped stream as items of the archive source ``source``.
-
-    Items are keyed by ``id_column`` when given, else by normalised URL, else by a hash of the
-    raw time and the text, so the same post imported twice is one item.
-    """
-    path = Path(path)
-    started = now_utc()
-    if timezone:
-        check_zone(timezone)
-    required = [time_column, text_column] + [c for c in (url_column, id_column, author_column) if c]
-    rec = read_records(path, required)
-    f = rec.frame
-    errs = _RowErrors(path, f["_line"])
-    parsed = parse_times(f[time_column], assume_tz=timezone)
-    errs.add_times(time_column, parsed)
-    text = f[text_column]
-    url = f[url_column].str.strip().replace("", None) if url_column else pd.Series(None, index=f.index, dtype="string")
-    url_norm = url.map(normalize_url, na_action="ignore") if url_column else url
-    if id_column:
-        ids = f[id_column].str.strip()
-        errs.add((ids == "").to_numpy(), f"{id_column} is empty")
-        key = "id:" + ids
-    else:
-        key = ("url:" + url_norm).fillna(_title_key(f[time_column], text))
-
-    future = (parsed.utc > pd.Timestamp(started) + FUTURE_SLACK).fillna(False).to_numpy()
-    flags = [["no_zone"] if not z else [] for z in parsed.zone_explicit]
-    for i in np.flatnonzero(future):
-        flags[i] = flags[i] + ["future"]
-    import_id = None  # assigned inside the transaction
-
-    report = ImportReport(file=str(path), rows_read=len(f), rejected=errs.listed())
-    ok = ~errs.bad
-    report.duplicates = int((key[ok].duplicated()).sum())
-    with transaction(con):
-        import_id = store.next_import_id(con)
-        if not ok.any():  # nothing usable: the attempt is recorded, but no empty source is made
-            existing = store.find_source(con, source)
-            store.record_import(
-                con, import_id=import_id, kind="items", file_name=str(path), file_sha256=rec.sha256,
-                source_id=existing.source_id if existing else None, started_utc=started,
-                rows_read=report.rows_read, rows_new=0, rows_updated=0, errors=report.rejected,
-                source_name=source)
-            return report
-        src = store.ensure_source(con, source, role=role, kind="archive", attribution=attribution,
-                                  label=label, caveat=caveat)
-        frame = pd.DataFrame(
-            {
-                "source_id": src.source_id,
-                "dedup_key": key,
-                "guid": f[id_column].str.strip() if id_column else None,
-                "url": url,
-                "url_normalized": url_norm,
-                "title": text,
-                "author": f[author_column].str.strip().replace("", None) if author_column else None,
-                "summary": None,
-                "published_raw": f[time_column],
-                "updated_raw": None,
-                "published_utc": parsed.utc,
-                "updated_utc": pd.Series(pd.NaT, index=f.index, dtype="datetime64[us, UTC]"),
-                "time_precision_s": parsed.precision_s,
-                "time_zone_explicit": parsed.zone_explicit,
-                "time_flags": flags,
-                "first_seen_utc": started,
-                "provenance": f"import:{import_id}:{path.name}:" + f["_line"].astype("string"),
-            }
-        )[ok]
-        report.new = store.insert_new_items(con, frame)
-        store.record_import(
-            con, import_id=import_id, kind="items", file_name=str(path), file_sha256=rec.sha256,
-            source_id=src.source_id, started_utc=started, rows_read=report.rows_read,
-            rows_new=report.new, rows_updated=0, errors=report.rejected, source_name=source,
-        )
-    return report

@@ -106,7 +106,7 @@ def analyze_claim(claim_id: str) -> dict:
 def import_archive(file: str, source: str, time_column: str, text_column: str, role: str | None = "news",
                    url_column: str | None = None, id_column: str | None = None,
                    author_column: str | None = None, timezone: str | None = None) -> dict:
-    from .importers import import_items
+    from .import_items import import_items
 
     s = load_settings()
     with open_db(s.db_path, wait_s=s.lock_wait_s) as con:
@@ -115,7 +115,7 @@ def import_archive(file: str, source: str, time_column: str, text_column: str, r
                          id_column=id_column or None, author_column=author_column or None,
                          timezone=timezone or None)
     return {"file": r.file, "rows": r.rows_read, "new": r.new, "duplicates": r.duplicates,
-            "rejected": len(r.rejected), "first_rejections": r.rejected[:20]}
+            "rejected": r.n_rejected, "first_rejections": r.rejected[:20]}
 
 
 def weekly_digest(week: str | None = None, *, now: datetime | None = None, recipients=None,

@@ -237,8 +237,8 @@ def parse_with_lxml(body: bytes) -> ParsedFeed:
                 repairs.append("bare '&' or HTML entities repaired")
         if fixed != body:
             root2, errors2 = _lxml_root(fixed)
-            if root2 is not None:
-                root, errors = root2, errors2 + [f"repaired: {r}" for r in repairs]
+            if root2 is not None:  # what was wrong stays the reason; the repair is noted beside it
+                root, errors = root2, errors + errors2 + [f"repaired: {r}" for r in repairs]
     if root is None:
         raise NotAFeed(f"not XML: {errors[0] if errors else 'empty document'}")
     tag = etree.QName(root)

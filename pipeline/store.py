@@ -166,15 +166,18 @@ def record_import(
     rows_updated: int,
     errors: list[str],
     source_name: str | None = None,
+    rows_rejected: int | None = None,
+    options: str | None = None,
 ) -> None:
     con.execute(
         """
         INSERT INTO imports (import_id, kind, file_name, file_sha256, source_id, started_utc,
-                             rows_read, rows_new, rows_updated, rows_rejected, errors, source_name)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                             rows_read, rows_new, rows_updated, rows_rejected, errors, source_name, options)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         """,
         [import_id, kind, file_name, file_sha256, source_id, started_utc, rows_read, rows_new,
-         rows_updated, len(errors), errors[:1000], source_name],
+         rows_updated, len(errors) if rows_rejected is None else rows_rejected, errors[:1000],
+         source_name, options],
     )
 
 

@@ -8,7 +8,7 @@ UTC: the caller either names the zone they are in or gets an error for those row
 from __future__ import annotations
 
 import email.utils
-import re
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -16,15 +16,7 @@ import numpy as np
 import pandas as pd
 from dateutil import parser as dateutil_parser
 
-# A zone is stated by Z, a numeric offset after a time, or a zone name.
-_ZONE = re.compile(
-    r"(?:\d(?:Z|z)\b|\d\s*[+-]\d{2}:?\d{2}\b|\b(?:UTC|GMT|UT|[ECMP][SD]T|Z)\b)"
-)
-_HAS_SECONDS = re.compile(r"\d{1,2}:\d{2}:\d{2}")
-# A numeric offset ending the string, after a time: +05:30, -0400.
-_OFFSET = re.compile(r"\d(?:\.\d+)?\s*([+-])(\d{2}):?(\d{2})$")
-MAX_OFFSET_MINUTES = 14 * 60  # UTC-12:00 .. UTC+14:00 are the zones in use
-_HAS_MINUTES = re.compile(r"\d{1,2}:\d{2}")
+from .config import SQL_DIR
 
 PRECISION_SECOND = 1
 PRECISION_MINUTE = 60
@@ -52,97 +44,108 @@ def _parse_one(raw: str) -> datetime | None:
         return None
 
 
-# RFC 822 zone names and their offsets; other names are ambiguous and count as no zone.
-_RFC822_ZONES = {"UT": "+0000", "UTC": "+0000", "GMT": "+0000", "Z": "+0000",
-                 "EST": "-0500", "EDT": "-0400", "CST": "-0600", "CDT": "-0500",
-                 "MST": "-0700", "MDT": "-0600", "PST": "-0800", "PDT": "-0700"}
-_RFC822_NAME = re.compile(r"\s(" + "|".join(_RFC822_ZONES) + r")$")
-_RFC822_FORMATS = ("%a, %d %b %Y %H:%M:%S %z", "%d %b %Y %H:%M:%S %z", "%a, %d %b %Y %H:%M %z")
+DST_POLICIES = ("reject", "earlier", "later")
+PROBLEMS = {
+    "missing": lambda s, zone: "time is missing",
+    "no_zone": lambda s, zone: f"time {s!r} states no time zone (name one with --timezone)",
+    "offset": lambda s, zone: f"time {s!r} has an offset outside ±14:00, which no zone has",
+    "nonexistent": lambda s, zone: (f"time {s!r} does not exist in {zone}: the clocks skip it when summer "
+                                    "time starts (--dst earlier or --dst later reads it anyway)"),
+    "ambiguous": lambda s, zone: (f"time {s!r} happens twice in {zone}: the clocks go back when summer time "
+                                  "ends (--dst earlier or --dst later picks one)"),
+}
+_QUERY = None
+_CONNECTION: tuple[int, object] | None = None
 
 
-def _vector_parse(text: pd.Series, rows: np.ndarray, out: pd.Series) -> None:
-    """Fill ``out`` where ``rows`` parse as ISO 8601, then as RFC 2822 (the RSS pubDate form)."""
-    if not rows.any():
-        return
-    iso = pd.to_datetime(text[rows], format="ISO8601", utc=True, errors="coerce")
-    out[rows] = iso.astype("datetime64[us, UTC]")
-    left = rows & out.isna().to_numpy()
-    if not left.any():
-        return
-    rfc = text[left].str.replace(_RFC822_NAME, lambda m: " " + _RFC822_ZONES[m.group(1)], regex=True)
-    for fmt in _RFC822_FORMATS:
-        parsed = pd.to_datetime(rfc, format=fmt, utc=True, errors="coerce")
-        hit = parsed.notna().to_numpy()
-        if hit.any():
-            out[rfc.index[hit]] = parsed[hit].astype("datetime64[us, UTC]")
-            rfc = rfc[~hit]
-        if rfc.empty:
-            break
+def time_query() -> str:
+    """The SQL every source's times go through (sql/queries/parse_times.sql)."""
+    global _QUERY
+    if _QUERY is None:
+        _QUERY = (SQL_DIR / "queries" / "parse_times.sql").read_text()
+    return _QUERY
 
 
-def parse_times(raw: pd.Series, assume_tz: str | None = None) -> ParsedTimes:
-    """Parse a column of time strings.
+def _connection():
+    """An in-memory DuckDB with the time macros, one per process.
+
+    Single-threaded (the batches are small), and closed before any fork: a DuckDB instance's
+    worker threads can hold locks at the moment of a fork, and the child then deadlocks the
+    first time it opens DuckDB itself. Each process opens its own when it first needs one.
+    """
+    global _CONNECTION
+    import duckdb
+
+    if _CONNECTION is None or _CONNECTION[0] != os.getpid():
+        con = duckdb.connect(config={"threads": 1})
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute((SQL_DIR / "views" / "030_time_macros.sql").read_text())
+        _CONNECTION = (os.getpid(), con)
+    return _CONNECTION[1]
+
+
+def _close_before_fork() -> None:
+    global _CONNECTION
+    if _CONNECTION is not None and _CONNECTION[0] == os.getpid():
+        _CONNECTION[1].close()
+    _CONNECTION = None
+
+
+os.register_at_fork(before=_close_before_fork)
+
+
+def row_by_row(s: str, assume_tz: str | None, dst: str):
+    """The strings the SQL could not read: (instant or None, error or None)."""
+    dt = _parse_one(s)
+    if dt is None:
+        return None, f"unparseable time {s!r}"
+    if dt.tzinfo is not None and abs(dt.utcoffset().total_seconds()) > 14 * 3600:
+        return None, PROBLEMS["offset"](s, None)
+    if dt.tzinfo is None and not assume_tz:
+        return None, PROBLEMS["no_zone"](s, None)
+    if dt.tzinfo is None:
+        shift = {"earlier": pd.Timedelta(hours=-1), "later": pd.Timedelta(hours=1)}.get(dst, "raise")
+        ambiguous = {"earlier": True, "later": False}.get(dst, "raise")
+        try:
+            ts = pd.Timestamp(dt).tz_localize(assume_tz, ambiguous=ambiguous, nonexistent=shift)
+        except Exception as exc:  # zoneinfo and pytz raise several types for DST gaps and folds
+            kind = "ambiguous" if "ambiguous" in str(exc).lower() else "nonexistent"
+            return None, PROBLEMS[kind](s, assume_tz)
+    else:
+        ts = pd.Timestamp(dt)
+    try:
+        return ts.tz_convert("UTC"), None
+    except (OverflowError, ValueError):
+        return None, f"time {s!r} is out of range"
+
+
+def parse_times(raw: pd.Series, assume_tz: str | None = None, dst: str = "reject") -> ParsedTimes:
+    """Parse a column of time strings, as sql/queries/parse_times.sql reads them.
 
     Rows with a stated zone are converted to UTC. Rows without one are read in ``assume_tz``
-    (an IANA name such as America/New_York) when given, and are errors otherwise.
-    Vectorised for ISO 8601 and RFC 2822; anything else is tried row by row.
+    (an IANA name such as America/New_York) when given, and are errors otherwise; a local time
+    that does not exist or happens twice there is an error unless ``dst`` is earlier or later.
+    What the SQL cannot read is tried row by row (RFC 822 oddities, dateutil's forms).
     """
-    text = raw.astype("string").str.strip().reset_index(drop=True)
-    n = len(text)
-    missing = (text.isna() | (text == "")).to_numpy()
-    filled = text.fillna("")
-    zone = filled.str.contains(_ZONE, regex=True).to_numpy(dtype=bool)
-    precision = np.where(filled.str.contains(_HAS_SECONDS, regex=True).to_numpy(dtype=bool), PRECISION_SECOND,
-                         np.where(filled.str.contains(_HAS_MINUTES, regex=True).to_numpy(dtype=bool),
-                                  PRECISION_MINUTE, PRECISION_DAY))
-    errors: list[str | None] = [None] * n
-
-    utc = pd.Series(pd.NaT, index=text.index, dtype="datetime64[us, UTC]")
-    _vector_parse(text, ~missing & zone, utc)
-    without_zone = ~missing & ~zone
-    if without_zone.any() and assume_tz:
-        naive = pd.to_datetime(text[without_zone], format="ISO8601", errors="coerce")
-        if getattr(naive.dt, "tz", None) is None:
-            local = naive.dt.tz_localize(assume_tz, ambiguous="NaT", nonexistent="NaT")
-            utc[without_zone] = local.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
-
-    # Whatever the vectorised forms could not read goes row by row.
-    pending = np.flatnonzero(utc.isna().to_numpy() & ~missing)
-    for i in pending:
-        s = filled.iat[i]
-        dt = _parse_one(s)
-        if dt is None:
-            errors[i] = f"unparseable time {s!r}"
-            continue
-        if dt.tzinfo is None and not assume_tz:
-            errors[i] = f"time {s!r} states no time zone (name one with --timezone)"
-            continue
-        if dt.tzinfo is None:
-            try:
-                ts = pd.Timestamp(dt).tz_localize(assume_tz, ambiguous="raise", nonexistent="raise")
-            except Exception as exc:  # pytz/zoneinfo raise several types for DST gaps and folds
-                errors[i] = f"time {s!r} does not exist or is ambiguous in {assume_tz}: {exc}"
-                continue
+    text = raw.astype("string").reset_index(drop=True)
+    con = _connection()
+    con.register("time_input", pd.DataFrame({"i": np.arange(len(text), dtype=np.int64), "raw": text}))
+    try:
+        out = con.execute(time_query() + " ORDER BY i", {"zone": assume_tz, "dst": dst}).df()
+    finally:
+        con.unregister("time_input")
+    utc = pd.Series(out["utc"], dtype="datetime64[us, UTC]") if len(out) else pd.Series([], dtype="datetime64[us, UTC]")
+    zone = out["zone_stated"].to_numpy(dtype=bool)
+    precision = out["precision_s"].fillna(PRECISION_DAY).to_numpy(dtype=np.int64)
+    errors: list[str | None] = [None] * len(text)
+    for i, problem in zip(np.flatnonzero(out["problem"].notna().to_numpy()), out["problem"].dropna()):
+        s = text.iat[i]
+        if problem == "unread":
+            utc.iat[i], errors[i] = row_by_row(s.strip(), assume_tz, dst)
         else:
-            ts = pd.Timestamp(dt)
-        try:
-            utc.iat[i] = ts.tz_convert("UTC")
-        except (OverflowError, ValueError):
-            errors[i] = f"time {s!r} is out of range"
-    for i in np.flatnonzero(missing):
-        errors[i] = "time is missing"
-    _refuse_impossible_offsets(filled, utc, errors)
+            errors[i] = PROBLEMS[problem](s.strip() if isinstance(s, str) else s, assume_tz)
+            utc.iat[i] = pd.NaT
     return ParsedTimes(utc=utc, zone_explicit=zone, precision_s=precision, error=errors)
-
-
-def _refuse_impossible_offsets(text: pd.Series, utc: pd.Series, errors: list) -> None:
-    """An offset beyond ±14:00 (a typo such as +99:00) is no zone on Earth: unparseable, never
-    silently shifted by days."""
-    parts = text.str.extract(_OFFSET)
-    minutes = pd.to_numeric(parts[1], errors="coerce") * 60 + pd.to_numeric(parts[2], errors="coerce")
-    for i in np.flatnonzero((minutes > MAX_OFFSET_MINUTES).fillna(False).to_numpy(dtype=bool)):
-        utc.iat[i] = pd.NaT
-        errors[i] = f"time {text.iat[i]!r} has offset {parts[0].iat[i]}{parts[1].iat[i]}:{parts[2].iat[i]}, outside ±14:00"
 
 
 def now_utc() -> datetime:

@@ -9,7 +9,8 @@ import pytest
 from pipeline.config import CASE_2016_DIR
 from pipeline.csvfile import CsvFileError
 from pipeline.database import query_one
-from pipeline.importers import import_events, import_items
+from pipeline.import_items import import_items
+from pipeline.importers import import_events
 
 HEADER = "event_id,kind,actor,title,ts_utc,earliest_utc,latest_utc,confidence\n"
 
@@ -104,8 +105,17 @@ def test_zoneless_stream_times_need_a_named_zone(con, tmp_path):
     named = import_items(con, f, source="s2", time_column="when", text_column="text",
                          timezone="America/New_York")
     assert named.new == 2
-    flags = con.execute("SELECT published_utc, time_flags FROM v_items WHERE source='s2' ORDER BY 1").fetchall()
-    assert flags[0] == (pd.Timestamp("2016-10-07T20:32:00Z"), ["no_zone"])
+    flags = con.execute("SELECT published_utc, time_flags, time_zone_explicit FROM v_items WHERE source='s2' "
+                        "ORDER BY 1").fetchall()
+    # The zone was named by the importer: explicit, usable, and its provenance kept.
+    assert flags == [(pd.Timestamp("2016-10-07T20:32:00Z"), ["zone_named"], True),
+                     (pd.Timestamp("2016-10-07T20:33:00Z"), [], True)]
+    options = con.execute("SELECT options ->> 'timezone' FROM imports WHERE source_name = 's2'").fetchall()
+    assert options == [("America/New_York",)]
+    from pipeline.analysis import load_stream
+    from pipeline.claims import StreamSpec
+
+    assert load_stream(con, StreamSpec(label="s2", source="s2")).n == 2  # none excluded as "no zone"
 
 
 def test_future_times_are_flagged(con, tmp_path):

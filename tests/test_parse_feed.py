@@ -97,10 +97,10 @@ def test_titles_keep_the_text_a_reader_would_see(title_xml, seen):
 
 
 def test_atom_text_titles_are_literal_and_html_titles_are_rendered():
-    atom = ('<feed xmlns="http://www.w3.org/2005/Atom"><title>T</title>'
-            '<entry><id>a</id><title type="text">&lt;i&gt; is the italic tag</title><updated>2016-10-07T20:00:00Z</updated></entry>'
-            '<entry><id>b</id><title type="html">&lt;i&gt;X&lt;/i&gt;\'s move</title><updated>2016-10-07T20:00:00Z</updated></entry>'
-            '</feed>').encode()
+    atom = (b'<feed xmlns="http://www.w3.org/2005/Atom"><title>T</title>'
+            b'<entry><id>a</id><title type="text">&lt;i&gt; is the italic tag</title><updated>2016-10-07T20:00:00Z</updated></entry>'
+            b'<entry><id>b</id><title type="html">&lt;i&gt;X&lt;/i&gt;\'s move</title><updated>2016-10-07T20:00:00Z</updated></entry>'
+            b'</feed>')
     f = frame(parse_feed(atom))
     assert list(f["title"]) == ["<i> is the italic tag", "X's move"]
 

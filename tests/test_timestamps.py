@@ -56,3 +56,95 @@ def test_a_local_time_skipped_by_daylight_saving_is_an_error():
     p = parse("2016-03-13 02:30", "2016-03-13 03:30", tz="America/New_York")
     assert p.error[0] is not None
     assert p.utc.iat[1] == pd.Timestamp("2016-03-13T07:30:00Z")
+
+
+# --- the space of time strings: generated from known instants, read back to them -----------
+
+from datetime import UTC, datetime  # noqa: E402
+from datetime import timedelta as _td  # noqa: E402
+from zoneinfo import ZoneInfo  # noqa: E402
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from pipeline.timestamps import parse_times as _parse_times  # noqa: E402
+
+INSTANTS = st.datetimes(min_value=datetime(1995, 1, 1), max_value=datetime(2035, 12, 31)).map(
+    lambda d: d.replace(microsecond=0, tzinfo=UTC))
+OFFSETS = st.integers(min_value=-12 * 60, max_value=14 * 60).map(lambda m: m - m % 15)
+NAMED = {"GMT": 0, "UT": 0, "EST": -300, "EDT": -240, "CST": -360, "CDT": -300, "PST": -480, "PDT": -420}
+
+
+def _offset_text(minutes: int, colon: bool) -> str:
+    sign = "-" if minutes < 0 else "+"
+    h, m = divmod(abs(minutes), 60)
+    return f"{sign}{h:02d}:{m:02d}" if colon else f"{sign}{h:02d}{m:02d}"
+
+
+@given(INSTANTS, OFFSETS, st.sampled_from(["iso", "iso_space", "iso_colonless", "iso_z", "iso_frac", "rfc", "rfc_noday"]))
+@settings(max_examples=150, deadline=None)
+def test_every_written_form_of_an_instant_reads_back_to_it(instant, offset, form):
+    local = instant.astimezone(UTC) + _td(minutes=offset)
+    text = {
+        "iso": local.strftime("%Y-%m-%dT%H:%M:%S") + _offset_text(offset, True),
+        "iso_space": local.strftime("%Y-%m-%d %H:%M:%S") + _offset_text(offset, True),
+        "iso_colonless": local.strftime("%Y-%m-%dT%H:%M:%S") + _offset_text(offset, False),
+        "iso_z": instant.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "iso_frac": instant.strftime("%Y-%m-%dT%H:%M:%S") + ".250Z",
+        "rfc": local.strftime("%a, %d %b %Y %H:%M:%S ") + _offset_text(offset, False),
+        "rfc_noday": local.strftime("%d %b %Y %H:%M:%S ") + _offset_text(offset, False),
+    }[form]
+    p = _parse_times(pd.Series([text]))
+    want = pd.Timestamp(instant) + (pd.Timedelta(milliseconds=250) if form == "iso_frac" else pd.Timedelta(0))
+    assert p.error == [None], text
+    assert p.utc.iat[0] == want, text
+    assert bool(p.zone_explicit[0]) and p.precision_s[0] == 1
+
+
+@given(INSTANTS, st.sampled_from(sorted(NAMED)))
+@settings(max_examples=60, deadline=None)
+def test_rfc_822_zone_names_read_as_their_offsets(instant, name):
+    local = instant + _td(minutes=NAMED[name])
+    text = local.strftime("%a, %d %b %Y %H:%M:%S ") + name
+    p = _parse_times(pd.Series([text]))
+    assert p.utc.iat[0] == pd.Timestamp(instant) and p.error == [None], text
+
+
+@given(INSTANTS, st.sampled_from(["America/New_York", "Europe/Berlin", "Australia/Sydney", "Asia/Kolkata", "UTC"]),
+       st.sampled_from(["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y/%m/%d %H:%M:%S"]))
+@settings(max_examples=150, deadline=None)
+def test_zoneless_local_times_read_in_the_named_zone(instant, zone, fmt):
+    local = instant.astimezone(ZoneInfo(zone))
+    text = local.strftime(fmt)
+    p = _parse_times(pd.Series([text]), assume_tz=zone)
+    naive = local.replace(tzinfo=None, second=local.second if "%S" in fmt else 0)
+    folds = {naive.replace(fold=f).replace(tzinfo=ZoneInfo(zone)).utcoffset() for f in (0, 1)}
+    if len(folds) > 1:  # the wall time happens twice here: refused, never guessed
+        assert p.error[0] and "happens twice" in p.error[0], text
+        return
+    expected = naive.replace(tzinfo=ZoneInfo(zone)).astimezone(UTC)
+    assert p.error == [None] and p.utc.iat[0] == pd.Timestamp(expected), text
+    assert not bool(p.zone_explicit[0])
+    assert p.precision_s[0] == (1 if "%S" in fmt else 60)
+
+
+@pytest.mark.parametrize("text, policy, want", [
+    ("2016-03-13 02:30:00", "earlier", "2016-03-13T06:30:00Z"),  # skipped in New York: read as EDT
+    ("2016-03-13 02:30:00", "later", "2016-03-13T07:30:00Z"),  # ... or as EST
+    ("2016-11-06 01:30:00", "earlier", "2016-11-06T05:30:00Z"),  # happens twice: the first (EDT)
+    ("2016-11-06 01:30:00", "later", "2016-11-06T06:30:00Z"),  # ... or the second (EST)
+])
+def test_dst_policies_pick_a_documented_instant(text, policy, want):
+    p = _parse_times(pd.Series([text]), assume_tz="America/New_York", dst=policy)
+    assert p.error == [None] and p.utc.iat[0] == pd.Timestamp(want)
+
+
+@pytest.mark.parametrize("text, words", [
+    ("2016-03-13 02:30:00", "does not exist in America/New_York"),
+    ("2016-11-06 01:30:00", "happens twice in America/New_York"),
+])
+def test_dst_gaps_and_folds_are_refused_in_plain_words(text, words):
+    p = _parse_times(pd.Series([text]), assume_tz="America/New_York")
+    assert words in p.error[0] and "--dst" in p.error[0]
+    assert "ambiguous=" not in p.error[0] and "nonexistent=" not in p.error[0]  # no pandas argument names
+    assert pd.isna(p.utc.iat[0])
