@@ -40,6 +40,7 @@ class Scan:
     rows: int
     rejected: list[tuple[int, str]] = field(default_factory=list)  # (line, reason)
     method: str = "duckdb"
+    spans: dict[int, int] = field(default_factory=dict)  # rejected record's line -> lines it took
 
 
 def _q(name: str) -> str:
@@ -82,7 +83,9 @@ def _read_csv(path: Path, header: list[str], rejects: str, *, gzip: bool) -> str
 
 
 def _newlines(header: list[str]) -> str:
-    return " + ".join(f"coalesce(length({_q(h)}) - length(replace({_q(h)}, chr(10), '')), 0)" for h in header)
+    # Counted only where a field holds a newline at all (most hold none: contains() is cheap).
+    return " + ".join(f"CASE WHEN contains({_q(h)}, chr(10)) THEN length({_q(h)}) - length(replace({_q(h)}, chr(10), '')) "
+                      "ELSE 0 END" for h in header)
 
 
 def _pad(text: str, width: int) -> list[str] | None:
@@ -101,6 +104,8 @@ class _Mismatch(Exception):
 
 
 def _scan_duckdb(con, path: Path, header: list[str], table: str, gzip: bool, scan: Scan) -> None:
+    """Into {table}_raw (DuckDB's records in file order) and {table}_lines (their lines), joined
+    by position in the view {table}; recovered records go to {table}_recovered."""
     rejects = f"mt_rejects_{uuid.uuid4().hex[:8]}"
     raw = f"{table}_raw"
     try:
@@ -122,69 +127,141 @@ def _scan_duckdb(con, path: Path, header: list[str], table: str, gzip: bool, sca
         bad = list(bad.values())
         if len(bad) >= REJECTS_LIMIT:
             raise _Mismatch("too many rejected records to place")
-        starts, last_line = _line_starts(path, [b[0] for b in bad])
-        spans = 1 + con.execute(f"SELECT _nl FROM {raw} ORDER BY rowid").fetchnumpy()["_nl"].astype(np.int64)
-        good_lines, tail = _place(spans, starts, [b[2] for b in bad], 2)
         if any(b[1] == "UNQUOTED VALUE" or "\n" in b[2].rstrip("\r\n") for b in bad):
             # A quote DuckDB could not close (it reads on to the end of the file) or lines it
             # joined into a rejected record: Python's reader (a quote inside an unquoted field is
             # text; a bad record is skipped by its first line only) decides.
             raise _Mismatch("a quoting problem")
-        if tail - 1 != last_line and (spans.size or bad):
+        starts, last_line = _line_starts(path, [b[0] for b in bad])
+        (n, multiline) = con.execute(f"SELECT count(*), count(*) FILTER (WHERE _nl > 0) FROM {raw}").fetchall()[0]
+        simple = not bad and not multiline  # no record spans lines, none rejected: line = position + 2
+        if simple:
+            tail = n + 2
+        else:
+            tail = _place_lines(con, raw, f"{table}_lines", n, starts, [b[2] for b in bad])
+        if tail - 1 != last_line and (n or bad):
             raise _Mismatch(f"records end on line {tail - 1}, the file's text on line {last_line}")
-        lines_frame = pd.DataFrame({"_line": good_lines.astype(np.int64)})
-        con.register("mt_lines", lines_frame)
-        cols = ", ".join(f"coalesce({_q(h)}, '')" for h in header)  # an empty field is text, not NULL
-        con.execute(f"INSERT INTO {table} SELECT {cols}, l._line FROM {raw} POSITIONAL JOIN mt_lines l")
-        con.unregister("mt_lines")
-        scan.rows += len(lines_frame)
-        _recover_rejects(con, table, header, bad, starts, scan)
-    finally:
+        scan.rows += n
+        recovered = _recover_rejects(con, table, header, bad, starts, scan)
+        cols = ", ".join(f"coalesce(r.{_q(h)}, '') AS {_q(h)}" for h in header)  # empty is text, not NULL
+        if simple:
+            select = f"SELECT {cols}, r.rowid + 2 AS _line FROM {raw} r"
+        else:
+            select = f"SELECT {cols}, l._line FROM {raw} r POSITIONAL JOIN {table}_lines l"
+        if recovered:
+            select += f" UNION ALL SELECT * FROM {table}_recovered"
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS {select}")
+    except BaseException:
         con.execute(f"DROP TABLE IF EXISTS {raw}")
+        raise
+    finally:
         con.execute(f"DROP TABLE IF EXISTS {rejects}")
         con.execute(f"DROP TABLE IF EXISTS {rejects}_scan")
 
 
+LINE_CHUNK = 1_000_000  # records placed at a time: Python's memory stays the same for any file
+
+
+class _Placer:
+    """Start lines of the good records, a chunk at a time, from their spans (1 + newlines inside)
+    and the rejected records' known start lines; memory for one chunk whatever the file's size."""
+
+    def __init__(self, reject_starts: list[int], reject_text: list[str], first: int):
+        self.rejects = [(start, max(1, text.rstrip("\n").count("\n") + 1))
+                        for start, text in zip(reject_starts, reject_text)]
+        self.j = 0
+        self.next_line = first  # where the next record starts, rejects before it included
+
+    def _skip_rejects_at(self, line: int) -> None:
+        while self.j < len(self.rejects) and self.rejects[self.j][0] == line:
+            line += self.rejects[self.j][1]
+            self.j += 1
+        self.next_line = line
+
+    def place(self, spans: np.ndarray) -> np.ndarray:
+        """The start lines of the next ``len(spans)`` good records (at least one)."""
+        n = len(spans)
+        base = np.empty(n, dtype=np.int64)  # where each starts, counting good records' lines only
+        base[0] = 0
+        np.cumsum(spans[:-1], out=base[1:])
+        end = int(base[-1] + spans[-1])
+        self._skip_rejects_at(self.next_line)
+        origin = self.next_line
+        shift = np.zeros(n, dtype=np.int64)  # lines of rejected records before each, as steps
+        carry = 0
+        while self.j < len(self.rejects):
+            start, span = self.rejects[self.j]
+            rel = start - origin - carry
+            k = int(np.searchsorted(base, rel))
+            if k >= n:  # after the chunk's last start: it must not begin inside that record
+                if rel < end:
+                    raise _Mismatch(f"a rejected record at line {start} falls inside another record")
+                break
+            if base[k] != rel:
+                raise _Mismatch(f"a rejected record at line {start} falls inside another record")
+            shift[k] += span
+            carry += span
+            self.j += 1
+        lines = origin + base + np.cumsum(shift)
+        self.next_line = int(lines[-1] + spans[-1])
+        return lines
+
+    def end(self) -> int:
+        """The line after the last record (trailing rejects included)."""
+        self._skip_rejects_at(self.next_line)
+        if self.j < len(self.rejects):
+            raise _Mismatch(f"a rejected record at line {self.rejects[self.j][0]} falls inside another record")
+        return self.next_line
+
+
 def _place(spans: np.ndarray, reject_starts: list[int], reject_text: list[str], first: int):
-    """The start line of every good record, given their spans and the rejected records' known
-    start lines and texts; and the line after the last record."""
-    n = len(spans)
-    before = np.concatenate([[0], np.cumsum(spans)])  # good lines before record i, no rejects
-    shift = np.zeros(n + 1, dtype=np.int64)
-    extra = 0
-    for start, text in zip(reject_starts, reject_text):
-        k = int(np.searchsorted(before, start - first - extra))  # good records before the reject
-        if k > n or before[min(k, n)] != start - first - extra:
-            raise _Mismatch(f"a rejected record at line {start} falls inside another record")
-        span = max(1, text.rstrip("\n").count("\n") + 1)
-        shift[k] += span
-        extra += span
-    shift = np.cumsum(shift)
-    return first + before[:n] + shift[:n], first + before[n] + shift[n]
+    """All of it at once (for tests and small files): the lines, and the line after the last."""
+    placer = _Placer(reject_starts, reject_text, first)
+    lines = placer.place(spans) if len(spans) else np.empty(0, dtype=np.int64)
+    return lines, placer.end()
 
 
-def _recover_rejects(con, table, header, bad, starts, scan: Scan) -> None:
+def _place_lines(con, raw: str, lines_table: str, n: int, starts: list[int], texts: list[str]) -> int:
+    """The lines of the records of ``raw`` (in file order) into ``lines_table``, a chunk at a
+    time; returns the line after the last record."""
+    placer = _Placer(starts, texts, 2)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {lines_table} (_line BIGINT)")
+    for lo in range(0, n, LINE_CHUNK):
+        spans = 1 + con.execute(f"SELECT _nl::INTEGER AS _nl FROM {raw} WHERE rowid >= ? AND rowid < ?",
+                                [lo, lo + LINE_CHUNK]).fetchnumpy()["_nl"].astype(np.int64)
+        con.register("mt_lines_chunk", pd.DataFrame({"_line": placer.place(spans)}))
+        con.execute(f"INSERT INTO {lines_table} SELECT _line FROM mt_lines_chunk")
+        con.unregister("mt_lines_chunk")
+    return placer.end()
+
+
+def _recover_rejects(con, table, header, bad, starts, scan: Scan) -> int:
     rows = []
     for (_, kind, text, message), line in zip(bad, starts):
         fields = _pad(text or "", len(header)) if kind == "MISSING COLUMNS" else None
         if fields is not None:
             rows.append(fields + [line])
         elif kind == "TOO MANY COLUMNS":
-            n = len(next(csv.reader([text or ""]), []))
+            n = len(next(csv.reader((text or "").splitlines(keepends=True)), []))
             scan.rejected.append((line, f"{n} fields where the header has {len(header)}"))
+            scan.spans[line] = (text or "").rstrip("\r\n").count("\n") + 1
         else:
             scan.rejected.append((line, f"malformed CSV: {(message or kind).splitlines()[0]}"))
+    cols = ", ".join(f"{_q(h)} VARCHAR" for h in header)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table}_recovered ({cols}, _line BIGINT)")
     if rows:
-        frame = pd.DataFrame(rows, columns=[*header, "_line"])
-        con.register("mt_recovered", frame)
-        con.execute(f"INSERT INTO {table} SELECT * FROM mt_recovered")
+        con.register("mt_recovered", pd.DataFrame(rows, columns=[*header, "_line"]))
+        con.execute(f"INSERT INTO {table}_recovered SELECT * FROM mt_recovered")
         con.unregister("mt_recovered")
         scan.rows += len(rows)
+    return len(rows)
 
 
 def _scan_reference(con, path: Path, header: list[str], table: str, scan: Scan) -> None:
-    con.execute(f"DELETE FROM {table}")
-    scan.rows, scan.rejected, scan.method = 0, [], "reference"
+    cols = ", ".join(f"{_q(h)} VARCHAR" for h in header)
+    drop(con, table)
+    con.execute(f"CREATE TEMP TABLE {table} ({cols}, _line BIGINT)")
+    scan.rows, scan.rejected, scan.method, scan.spans = 0, [], "reference", {}
     rows: list[list] = []
 
     def flush():
@@ -197,6 +274,7 @@ def _scan_reference(con, path: Path, header: list[str], table: str, scan: Scan) 
     for r in iter_records(path, len(header)):
         if r.fields is None:
             scan.rejected.append((r.line, r.error))
+            scan.spans[r.line] = r.span
             continue
         rows.append(r.fields + [r.line])
         if len(rows) >= REFERENCE_CHUNK:
@@ -204,10 +282,17 @@ def _scan_reference(con, path: Path, header: list[str], table: str, scan: Scan) 
     flush()
 
 
+def drop(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    """Everything a scan made: the relation and what it is built from."""
+    con.execute(f"DROP VIEW IF EXISTS {table}")
+    for t in (table, f"{table}_raw", f"{table}_recovered", f"{table}_lines"):
+        con.execute(f"DROP TABLE IF EXISTS {t}")
+
+
 def scan_csv(con: duckdb.DuckDBPyConnection, path: Path, header: list[str], table: str) -> Scan:
-    """Every record of ``path`` after its header into the temporary table ``table``."""
-    cols = ", ".join(f"{_q(h)} VARCHAR" for h in header)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} ({cols}, _line BIGINT)")
+    """Every record of ``path`` after its header, readable as the relation ``table``: the
+    header's columns as text and ``_line``. ``drop(con, table)`` removes it."""
+    drop(con, table)
     scan = Scan(table, 0)
     try:
         _scan_duckdb(con, path, header, table, is_gzip(path), scan)

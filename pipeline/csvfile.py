@@ -94,6 +94,7 @@ class Record:
     line: int  # the physical line the record starts on
     fields: list[str] | None  # None when rejected
     error: str | None = None
+    span: int = 1  # physical lines it took (a record skipped for bad quoting takes its first only)
 
 
 def iter_records(path: Path, width: int) -> Iterator[Record]:
@@ -117,14 +118,14 @@ def iter_records(path: Path, width: int) -> Iterator[Record]:
         reader = csv.reader(feed(), strict=True)
         try:
             for fields in reader:
-                start = taken[0][0]
+                start, span = taken[0][0], len(taken)
                 del taken[:]
                 if not fields:  # a blank line is not a record
                     continue
                 if len(fields) > width and not any(fields[width:]):
                     fields = fields[:width]  # trailing delimiters (exports often end rows with one)
                 if len(fields) > width:
-                    yield Record(start, None, f"{len(fields)} fields where the header has {width}")
+                    yield Record(start, None, f"{len(fields)} fields where the header has {width}", span)
                 else:
                     yield Record(start, fields + [""] * (width - len(fields)) if len(fields) < width else fields)
             return

@@ -17,12 +17,12 @@ import pandas as pd
 
 from . import store
 from .config import SQL_DIR
+from .csv_scan import drop as drop_scan
 from .csv_scan import scan_csv
 from .csvfile import CsvFileError, file_sha256, read_header
 from .database import query_one, transaction
 from .importers import MAX_MESSAGES, ImportReport, check_zone
-from .store import ITEM_COLUMNS
-from .timestamps import DST_POLICIES, PROBLEMS, now_utc, row_by_row, time_query
+from .timestamps import DST_POLICIES, PROBLEMS, now_utc, row_by_row
 from .urls import normalize_url
 
 # DuckDB's own limit while a file is imported: beyond it, it spills to disk (the process stays
@@ -37,18 +37,18 @@ def _q(name: str | None) -> str:
 
 def _fill_unread(con, time_column: str, timezone: str | None, dst: str) -> None:
     """The times SQL could not read, row by row (RFC 822 oddities, dateutil's forms)."""
-    rows = con.execute(f"""SELECT t.i, c.{_q(time_column)} FROM mt_times t JOIN mt_csv c ON c._line = t.i
-                           WHERE t.problem = 'unread'""").fetchall()
+    rows = con.execute("SELECT _line, published_raw FROM mt_items WHERE problem = 'unread'").fetchall()
     if not rows:
         return
     fixed = []
-    for i, raw in rows:
+    for line, raw in rows:
         ts, error = row_by_row(raw.strip(), timezone, dst)
-        fixed.append((i, None if ts is None else ts.to_pydatetime(), error))
-    con.register("mt_fixed", pd.DataFrame(fixed, columns=["i", "utc", "error"]).astype({"utc": "datetime64[us, UTC]"}))
-    con.execute("""UPDATE mt_times SET utc = f.utc, problem = CASE WHEN f.error IS NULL THEN NULL ELSE 'unread' END
-                   FROM mt_fixed f WHERE mt_times.i = f.i""")
-    con.execute("INSERT INTO mt_unread SELECT i, error FROM mt_fixed WHERE error IS NOT NULL")
+        fixed.append((line, None if ts is None else ts.to_pydatetime(), error))
+    con.register("mt_fixed", pd.DataFrame(fixed, columns=["_line", "utc", "error"]).astype({"utc": "datetime64[us, UTC]"}))
+    con.execute("""UPDATE mt_items SET published_utc = f.utc,
+                          problem = CASE WHEN f.error IS NULL THEN NULL ELSE 'unread' END
+                   FROM mt_fixed f WHERE mt_items._line = f._line""")
+    con.execute("INSERT INTO mt_unread SELECT _line, error FROM mt_fixed WHERE error IS NOT NULL")
     con.unregister("mt_fixed")
 
 
@@ -64,25 +64,14 @@ def _register_urls(con, url_column: str | None) -> None:
 def _messages(con, path: Path, time_column: str, timezone: str | None, scan_rejects) -> tuple[list[str], int]:
     """Every refused row by file and line: the first MAX_MESSAGES words, and how many in all."""
     (n_bad,) = query_one(con, "SELECT count(*) FROM mt_items WHERE problem IS NOT NULL")
-    rows = con.execute(f"""SELECT m._line, m.problem, c.{_q(time_column)}, u.error
-                           FROM mt_items m JOIN mt_csv c USING (_line)
-                           LEFT JOIN (SELECT * FROM mt_unread) u ON u.i = m._line
-                           WHERE m.problem IS NOT NULL ORDER BY m._line LIMIT {MAX_MESSAGES}""").fetchall()
+    rows = con.execute(f"""SELECT m._line, m.problem, m.published_raw, u.error
+                           FROM (SELECT * FROM mt_items WHERE problem IS NOT NULL ORDER BY _line LIMIT {MAX_MESSAGES}) m
+                           LEFT JOIN mt_unread u USING (_line) ORDER BY m._line""").fetchall()
     words = [(line, f"{path}:{line}: {time_column}: " + (error or PROBLEM_WORDS[problem](raw.strip(), timezone))
               if problem != "empty_id" else f"{path}:{line}: the id is empty") for line, problem, raw, error in rows]
     words += [(line, f"{path}:{line}: {why}") for line, why in scan_rejects]
     words.sort()
     return [w for _, w in words[:MAX_MESSAGES]], n_bad + len(scan_rejects)
-
-
-def _duplicates(con) -> tuple[int, list[str]]:
-    """Rows whose key repeats an earlier row of the file, and a few of them named."""
-    (n,) = query_one(con, "SELECT count(*) - count(DISTINCT dedup_key) FROM mt_items WHERE problem IS NULL")
-    examples = con.execute("""SELECT _line, first_line FROM (
-                                SELECT _line, first_value(_line) OVER (PARTITION BY dedup_key ORDER BY _line) AS first_line
-                                FROM mt_items WHERE problem IS NULL)
-                              WHERE _line <> first_line ORDER BY _line LIMIT 3""").fetchall()
-    return int(n), [f"line {a} repeats line {b}" for a, b in examples]
 
 
 def import_items(
@@ -122,37 +111,37 @@ def import_items(
     header = read_header(path, required)
     sha = file_sha256(path)
     con.execute(f"SET memory_limit = '{IMPORT_MEMORY_LIMIT}'")
+    con.execute("SET enable_progress_bar = false")
     try:
         return _import(con, path, header, sha, started, source=source, role=role, time_column=time_column,
                        text_column=text_column, url_column=url_column, id_column=id_column,
                        author_column=author_column, timezone=timezone, dst=dst, attribution=attribution,
                        label=label, caveat=caveat)
     finally:
-        for t in ("mt_items", "mt_times", "mt_csv", "mt_unread"):
+        for t in ("mt_items", "mt_unread"):
             con.execute(f"DROP TABLE IF EXISTS {t}")
-        con.execute("DROP VIEW IF EXISTS time_input")
+        drop_scan(con, "mt_csv")
         for name in ("mt_urls",):
             try:
                 con.unregister(name)
             except duckdb.Error:
                 pass
         con.execute("RESET memory_limit")
+        con.execute("RESET preserve_insertion_order")
 
 
 def _import(con, path, header, sha, started, *, source, role, time_column, text_column, url_column,
             id_column, author_column, timezone, dst, attribution, label, caveat) -> ImportReport:
     scan = scan_csv(con, path, header, "mt_csv")
-    con.execute(f"CREATE OR REPLACE TEMP VIEW time_input AS SELECT _line AS i, {_q(time_column)} AS raw FROM mt_csv")
-    con.execute("CREATE OR REPLACE TEMP TABLE mt_unread (i BIGINT, error VARCHAR)")
-    con.execute("CREATE OR REPLACE TEMP TABLE mt_times AS " + time_query(), {"zone": timezone, "dst": dst})
-    _fill_unread(con, time_column, timezone, dst)
+    con.execute("CREATE OR REPLACE TEMP TABLE mt_unread (_line BIGINT, error VARCHAR)")
     _register_urls(con, url_column)
     stage = (SQL_DIR / "queries" / "stage_csv_items.sql").read_text().format(
         time=_q(time_column), text=_q(text_column), url=_q(url_column), id=_q(id_column), author=_q(author_column))
-    con.execute(stage, {"zone": timezone, "started": started})
+    con.execute(stage, {"zone": timezone, "dst": dst, "started": started})
+    drop_scan(con, "mt_csv")  # mt_items holds everything now: free the memory
+    _fill_unread(con, time_column, timezone, dst)
     report = ImportReport(file=str(path), rows_read=scan.rows + len(scan.rejected))
     report.rejected, report.rejected_total = _messages(con, path, time_column, timezone, scan.rejected)
-    report.duplicates, report.duplicate_examples = _duplicates(con)
     options = {"time_column": time_column, "text_column": text_column, "url_column": url_column,
                "id_column": id_column, "author_column": author_column, "timezone": timezone, "dst": dst,
                "reader": scan.method}
@@ -163,7 +152,9 @@ def _import(con, path, header, sha, started, *, source, role, time_column, text_
         if good:  # nothing usable: the attempt is recorded, but no empty source is made
             src = store.ensure_source(con, source, role=role, kind="archive", attribution=attribution,
                                       label=label, caveat=caveat)
-            report.new = _insert(con, src.source_id, import_id, path.name)
+            written = _write(con, src.source_id, import_id, path.name, started)
+            report.new, report.duplicates = written.new, written.repeated
+            report.duplicate_examples = [f"line {a} repeats line {b}" for a, b in written.repeats]
         store.record_import(
             con, import_id=import_id, kind="items", file_name=str(path), file_sha256=sha,
             source_id=src.source_id if src else None, started_utc=started, rows_read=report.rows_read,
@@ -172,17 +163,17 @@ def _import(con, path, header, sha, started, *, source, role, time_column, text_
     return report
 
 
-def _insert(con, source_id: int, import_id: int, file_name: str) -> int:
-    cols = [c for c in ITEM_COLUMNS if c not in ("source_id", "provenance", "first_seen_utc", "summary",
-                                                 "updated_raw", "updated_utc")]
-    (n,) = query_one(con, f"""
-        INSERT INTO items (source_id, {", ".join(cols)}, first_seen_utc, provenance)
-        SELECT ?, {", ".join("m." + c for c in cols)}, CAST(? AS TIMESTAMPTZ),
-               'import:' || ? || ':' || ? || ':' || m._line
-        FROM mt_items m
-        WHERE m.problem IS NULL
-          AND NOT EXISTS (SELECT 1 FROM items i WHERE i.source_id = ? AND i.dedup_key = m.dedup_key)
-        QUALIFY row_number() OVER (PARTITION BY m.dedup_key ORDER BY m._line) = 1""",
-                       [source_id, now_utc(), import_id, file_name, source_id])
-    return int(n)
-
+def _write(con, source_id: int, import_id: int, file_name: str, seen) -> store.Written:
+    """The good rows through the one item writer, as items of ``source_id``."""
+    name = file_name.replace("'", "''")
+    con.execute(f"""CREATE OR REPLACE TEMP VIEW mt_ready AS
+        SELECT _line AS _order, {int(source_id)} AS source_id, dedup_key, guid, url, url_normalized, title,
+               author, NULL::VARCHAR AS summary, published_raw, NULL::VARCHAR AS updated_raw, published_utc,
+               NULL::TIMESTAMPTZ AS updated_utc, time_precision_s, time_zone_explicit, time_flags,
+               TIMESTAMPTZ '{seen.isoformat()}' AS first_seen_utc,
+               'import:{int(import_id)}:{name}:' || _line AS provenance
+        FROM mt_items WHERE problem IS NULL""")
+    try:
+        return store.write_items(con, "mt_ready")
+    finally:
+        con.execute("DROP VIEW mt_ready")

@@ -28,7 +28,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from . import parse_feed
+from . import parse_feed, store
 from .database import query_one, transaction
 from .fetch import FeedRequest, FetchOutcome, Limits, fetch_all, host_of
 from .store import ITEM_COLUMNS
@@ -419,23 +419,22 @@ def load_staged_dir(con: duckdb.DuckDBPyConnection, directory: Path, *, max_fail
 
 
 def _load(con, fetches_src: str, item_files: list[Path], res: LoadResult) -> None:
-    paths = ", ".join(f"'{f}'" for f in item_files)
-    scan = f"read_parquet([{paths}], union_by_name = true, filename = true, file_row_number = true)"
+    """One batch: its fetch rows, its items through the one item writer, every sighting."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE staged_fetches AS SELECT * FROM {fetches_src}")
-    # Keys only (the wide rows are read once, by the INSERT of the new ones). A feed that lists
-    # an item twice keeps its first listing.
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE staged_keys AS
-                    SELECT filename, file_row_number, fetch_key, source_id, dedup_key, first_seen_utc
-                    FROM {scan}
-                    QUALIFY row_number() OVER (PARTITION BY fetch_key, dedup_key
-                                               ORDER BY filename, file_row_number) = 1""")
-    # New = not stored yet (first sighting across the batch wins); seen = stored before.
-    con.execute("""CREATE OR REPLACE TEMP TABLE staged_new AS
-                   SELECT s.* FROM staged_keys s
-                   WHERE NOT EXISTS (SELECT 1 FROM items i WHERE i.source_id = s.source_id
-                                     AND i.dedup_key = s.dedup_key)
-                   QUALIFY row_number() OVER (PARTITION BY s.source_id, s.dedup_key
-                                              ORDER BY s.first_seen_utc, s.fetch_key) = 1""")
+    if item_files:
+        # A feed that lists an item twice keeps its first listing; across the batch the first
+        # sighting (earliest fetch) wins, which is what _order says.
+        paths = ", ".join(f"'{f}'" for f in item_files)
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE staged_items AS
+            SELECT * EXCLUDE (filename, file_row_number),
+                   row_number() OVER (ORDER BY first_seen_utc, fetch_key, filename, file_row_number) AS _order
+            FROM read_parquet([{paths}], union_by_name = true, filename = true, file_row_number = true)
+            QUALIFY row_number() OVER (PARTITION BY fetch_key, dedup_key ORDER BY filename, file_row_number) = 1""")
+        store.plan_items(con, "(SELECT * EXCLUDE (fetch_key) FROM staged_items)")
+    else:
+        con.execute("CREATE OR REPLACE TEMP TABLE staged_items (fetch_key VARCHAR, source_id INTEGER, "
+                    "dedup_key VARCHAR, _order BIGINT)")
+        con.execute("CREATE OR REPLACE TEMP TABLE mt_new (_order BIGINT)")
     cols = ", ".join(FETCH_COLUMNS)
     (res.fetches,) = query_one(con, f"""
         INSERT INTO fetches ({cols}, items_new, items_seen)
@@ -443,24 +442,24 @@ def _load(con, fetches_src: str, item_files: list[Path], res: LoadResult) -> Non
                CASE WHEN f.items_total IS NULL THEN NULL ELSE coalesce(n.k, 0) END,
                CASE WHEN f.items_total IS NULL THEN NULL ELSE coalesce(a.k, 0) - coalesce(n.k, 0) END
         FROM staged_fetches f
-        LEFT JOIN (SELECT fetch_key, count(*) AS k FROM staged_new GROUP BY ALL) n USING (fetch_key)
-        LEFT JOIN (SELECT fetch_key, count(*) AS k FROM staged_keys GROUP BY ALL) a USING (fetch_key)
+        LEFT JOIN (SELECT s.fetch_key, count(*) AS k FROM staged_items s JOIN mt_new USING (_order) GROUP BY ALL) n
+               USING (fetch_key)
+        LEFT JOIN (SELECT fetch_key, count(*) AS k FROM staged_items GROUP BY ALL) a USING (fetch_key)
         WHERE f.fetch_key NOT IN (SELECT fetch_key FROM fetches WHERE fetch_key IS NOT NULL)""")
-    item_cols = [c for c in ITEM_COLUMNS if c != "provenance"]
-    (res.items_new,) = query_one(con, f"""
-        INSERT INTO items ({", ".join(item_cols)}, provenance)
-        SELECT {", ".join("s." + c for c in item_cols)}, 'fetch:' || f.fetch_id
-        FROM {scan} s
-        JOIN staged_new n USING (filename, file_row_number)
-        JOIN fetches f ON f.fetch_key = s.fetch_key""")
+    if item_files:  # provenance names the fetch row, which exists now
+        res.items_new = store.store_planned(con, """(SELECT s.* EXCLUDE (provenance, fetch_key),
+                                                            'fetch:' || f.fetch_id AS provenance
+                                                     FROM staged_items s JOIN fetches f ON f.fetch_key = s.fetch_key)""")
+    else:
+        con.execute("DROP TABLE mt_new")
     (sightings,) = query_one(con, """
         INSERT OR IGNORE INTO item_sightings (item_id, fetch_id, seen_utc)
         SELECT i.item_id, f.fetch_id, f.started_utc
-        FROM staged_keys s
+        FROM staged_items s
         JOIN fetches f USING (fetch_key)
         JOIN items i ON i.source_id = s.source_id AND i.dedup_key = s.dedup_key""")
     res.items_seen = sightings - res.items_new
-    for t in ("staged_new", "staged_keys", "staged_fetches"):
+    for t in ("staged_items", "staged_fetches"):
         con.execute(f"DROP TABLE {t}")
 
 

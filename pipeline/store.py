@@ -85,38 +85,77 @@ def ensure_source(
     return find_source(con, name)
 
 
-def _staged(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+def _staged(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:  # for events
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ValueError(f"staged frame lacks columns {missing}")
     return frame[columns]
 
 
-def insert_new_items(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame) -> int:
-    """Insert the rows whose (source_id, dedup_key) is not stored yet; return how many.
+@dataclass
+class Written:
+    new: int  # items stored now
+    repeated: int  # rows whose key an earlier row of the same batch already had
+    repeats: list[tuple[int, int]]  # a few (order, order of the first row with that key)
 
-    The first row wins within the frame too. One statement, so it is all or nothing.
+
+WRITE_COLUMNS = [c for c in ITEM_COLUMNS]
+
+
+def plan_items(con: duckdb.DuckDBPyConnection, relation: str) -> Written:
+    """Which rows of ``relation`` are new items (kept in the temp table mt_new until
+    ``store_planned``): see ``write_items``."""
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE mt_keys AS
+                    SELECT _order, source_id, dedup_key,
+                           first_value(_order) OVER (PARTITION BY source_id, dedup_key ORDER BY _order) AS first_order
+                    FROM {relation}""")
+    (repeated,) = query_one(con, "SELECT count(*) FROM mt_keys WHERE _order <> first_order")
+    repeats = con.execute("SELECT _order, first_order FROM mt_keys WHERE _order <> first_order "
+                          "ORDER BY _order LIMIT 3").fetchall()
+    con.execute("""CREATE OR REPLACE TEMP TABLE mt_new AS
+                   SELECT k._order FROM mt_keys k
+                   WHERE k._order = k.first_order
+                     AND NOT EXISTS (SELECT 1 FROM items i WHERE i.source_id = k.source_id AND i.dedup_key = k.dedup_key)""")
+    con.execute("DROP TABLE mt_keys")
+    (new,) = query_one(con, "SELECT count(*) FROM mt_new")
+    return Written(int(new), int(repeated), [tuple(r) for r in repeats])
+
+
+WRITE_RANGE = 1_000_000  # rows of _order per INSERT when only some are new (bounds the hash table)
+
+
+def store_planned(con: duckdb.DuckDBPyConnection, relation: str) -> int:
+    """Insert the rows ``plan_items`` found new, with item_id = max(item_id) + _order."""
+    (base,) = query_one(con, "SELECT coalesce(max(item_id), 0) FROM items")
+    (new, lo, hi) = query_one(con, "SELECT count(*), min(_order), max(_order) FROM mt_new")
+    (total,) = query_one(con, f"SELECT count(*) FROM {relation}")
+    head = (f"INSERT INTO items (item_id, {', '.join(WRITE_COLUMNS)}) "
+            f"SELECT ? + s._order, {', '.join('s.' + c for c in WRITE_COLUMNS)} FROM {relation} s")
+    n = 0
+    if new == total and new:  # a first load: every row is new, no filter (and no hash table) needed
+        (n,) = query_one(con, head, [base])
+    elif new:
+        for start in range(lo, hi + 1, WRITE_RANGE):
+            (k,) = query_one(con, head + " WHERE s._order >= ? AND s._order < ? AND s._order IN "
+                             "(SELECT _order FROM mt_new WHERE _order >= ? AND _order < ?)",
+                             [base, start, start + WRITE_RANGE, start, start + WRITE_RANGE])
+            n += k
+    con.execute("DROP TABLE mt_new")
+    return int(n)
+
+
+def write_items(con: duckdb.DuckDBPyConnection, relation: str) -> Written:
+    """The one way items are stored, whatever their source (feed, CSV, archive backfill).
+
+    ``relation`` (a table or view) has every column of ITEM_COLUMNS and ``_order``, an integer
+    unique within it, at least 1. A row is new if its (source_id, dedup_key) is not stored;
+    within the batch the first by ``_order`` wins. New rows get item_id = max(item_id) +
+    _order. Call it inside the caller's transaction: with DuckDB's one writer, that is what
+    keeps (source_id, dedup_key) unique (the table has no index that would, see sql/007).
     """
-    if frame.empty:
-        return 0
-    staged = _staged(frame, ITEM_COLUMNS).reset_index(drop=True)
-    staged = staged.assign(_order=range(len(staged)))
-    con.register("staged_items", staged)
-    try:
-        (count,) = query_one(
-            con,
-            f"""
-            INSERT INTO items ({", ".join(ITEM_COLUMNS)})
-            SELECT {", ".join("s." + c for c in ITEM_COLUMNS)}
-            FROM staged_items s
-            WHERE NOT EXISTS (SELECT 1 FROM items i
-                              WHERE i.source_id = s.source_id AND i.dedup_key = s.dedup_key)
-            QUALIFY row_number() OVER (PARTITION BY s.source_id, s.dedup_key ORDER BY s._order) = 1
-            """,
-        )
-    finally:
-        con.unregister("staged_items")
-    return int(count)
+    planned = plan_items(con, relation)
+    store_planned(con, relation)
+    return planned
 
 
 def upsert_events(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame) -> tuple[int, int]:

@@ -34,3 +34,51 @@ CREATE OR REPLACE MACRO mt_parse_zoned(s) AS coalesce(
     try_strptime(mt_rfc822_numeric(s), '%a, %d %b %Y %H:%M:%S %z'),
     try_strptime(mt_rfc822_numeric(s), '%d %b %Y %H:%M:%S %z'),
     try_strptime(mt_rfc822_numeric(s), '%a, %d %b %Y %H:%M %z'));
+
+-- A zoneless local time in a named zone: the instant(s) it can mean. A time the clocks skip
+-- has none (both readings shown as earlier/later), one they repeat has two.
+CREATE OR REPLACE MACRO mt_local_kind(local, zone) AS
+    CASE WHEN local IS NULL OR zone IS NULL THEN NULL
+         WHEN timezone(zone, timezone(zone, local)) <> local THEN 'nonexistent'
+         WHEN timezone(zone, timezone(zone, local) - INTERVAL 1 HOUR) = local
+           OR timezone(zone, timezone(zone, local) + INTERVAL 1 HOUR) = local THEN 'ambiguous' END;
+
+CREATE OR REPLACE MACRO mt_local_instant(local, zone, dst) AS
+    CASE mt_local_kind(local, zone)
+        WHEN 'nonexistent' THEN CASE dst WHEN 'earlier' THEN timezone(zone, local) - INTERVAL 1 HOUR
+                                         WHEN 'later' THEN timezone(zone, local) END
+        WHEN 'ambiguous' THEN CASE
+            WHEN dst = 'earlier' AND timezone(zone, timezone(zone, local) - INTERVAL 1 HOUR) = local
+                THEN timezone(zone, local) - INTERVAL 1 HOUR
+            WHEN dst = 'earlier' THEN timezone(zone, local)
+            WHEN dst = 'later' AND timezone(zone, timezone(zone, local) - INTERVAL 1 HOUR) = local
+                THEN timezone(zone, local)
+            WHEN dst = 'later' THEN timezone(zone, local) + INTERVAL 1 HOUR END
+        ELSE timezone(zone, local) END;
+
+-- The general reading of one string: {utc, zone_stated, precision_s, problem}. problem is NULL
+-- (read), 'missing', 'no_zone', 'offset' (beyond ±14:00), 'nonexistent', 'ambiguous', or
+-- 'unread' (the caller tries harder, row by row).
+CREATE OR REPLACE MACRO mt_parse_general(s, zone, dst) AS CASE
+    WHEN s IS NULL THEN {'utc': NULL::TIMESTAMPTZ, 'zone_stated': FALSE, 'precision_s': NULL::INTEGER, 'problem': 'missing'}
+    WHEN mt_zone_stated(s) AND abs(coalesce(mt_offset_minutes(s), 0)) > 840 THEN
+        {'utc': NULL::TIMESTAMPTZ, 'zone_stated': TRUE, 'precision_s': mt_precision_s(s), 'problem': 'offset'}
+    WHEN mt_zone_stated(s) THEN
+        {'utc': mt_parse_zoned(s), 'zone_stated': TRUE, 'precision_s': mt_precision_s(s),
+         'problem': CASE WHEN mt_parse_zoned(s) IS NULL THEN 'unread' END}
+    WHEN TRY_CAST(s AS TIMESTAMP) IS NULL THEN
+        {'utc': NULL::TIMESTAMPTZ, 'zone_stated': FALSE, 'precision_s': mt_precision_s(s), 'problem': 'unread'}
+    WHEN zone IS NULL THEN
+        {'utc': NULL::TIMESTAMPTZ, 'zone_stated': FALSE, 'precision_s': mt_precision_s(s), 'problem': 'no_zone'}
+    ELSE {'utc': mt_local_instant(TRY_CAST(s AS TIMESTAMP), zone, dst), 'zone_stated': FALSE,
+          'precision_s': mt_precision_s(s),
+          'problem': CASE WHEN dst NOT IN ('earlier', 'later') THEN mt_local_kind(TRY_CAST(s AS TIMESTAMP), zone) END}
+    END;
+
+-- Every source's time strings are read here. The common form (2016-10-07T20:32:00Z, to the
+-- second, in UTC) is recognised cheaply; everything else takes the general reading.
+CREATE OR REPLACE MACRO mt_parse_time(raw, zone, dst) AS CASE
+    WHEN length(trim(raw)) = 20 AND substr(trim(raw), 20, 1) = 'Z' AND substr(trim(raw), 11, 1) IN ('T', ' ')
+         AND TRY_CAST(trim(raw) AS TIMESTAMPTZ) IS NOT NULL THEN
+        {'utc': TRY_CAST(trim(raw) AS TIMESTAMPTZ), 'zone_stated': TRUE, 'precision_s': 1, 'problem': NULL::VARCHAR}
+    ELSE mt_parse_general(nullif(trim(raw), ''), zone, dst) END;
