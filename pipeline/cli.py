@@ -13,6 +13,12 @@ from .config import ROLES, load_settings
 EXIT_OK, EXIT_PARTIAL, EXIT_ERROR = 0, 1, 2
 
 
+def threading_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
 def _fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return EXIT_ERROR
@@ -196,6 +202,8 @@ def cmd_ingest_feeds(args, settings) -> int:
     from .ingest import run_ingest
 
     summary = run_ingest(settings, names=args.feed, force=args.force, show_progress=not args.no_progress)
+    if summary.note:
+        print(summary.note, file=sys.stderr)
     for f in summary.failures:
         print(f"failed: {f}", file=sys.stderr)
     print(summary.line())
@@ -394,7 +402,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _terminated(signum, frame):
+    # A TERM (a service manager, `kill`) unwinds like Ctrl-C, so every `finally` runs: parser
+    # processes are stopped and half-written batches removed, instead of the process just ending.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
+    if threading_main():
+        signal.signal(signal.SIGTERM, _terminated)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

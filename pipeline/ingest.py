@@ -15,25 +15,26 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
+import os
 import queue
 import shutil
+import signal
 import sys
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 
-from . import parse_feed, store
+from . import parse_feed, poll_plan, store
 from .database import query_one, transaction
 from .fetch import FeedRequest, FetchOutcome, Limits, fetch_all, host_of
 from .store import ITEM_COLUMNS
 
-BACKOFF_CAP = timedelta(hours=24)
 FETCH_COLUMNS = ["fetch_key", "source_id", "started_utc", "status", "http_status", "url", "final_url",
                  "bytes", "latency_ms", "etag", "last_modified", "body_sha256", "parser", "bozo",
                  "bozo_reason", "items_total", "retry_after_utc", "error"]
@@ -43,34 +44,70 @@ ABANDONED_AFTER = timedelta(days=1)  # an unfinished batch directory this old wa
 
 # --- plan ------------------------------------------------------------------------------------
 
+PLAN_WAIT_S = 5.0  # how long planning waits for a writer before polling from the saved plan
+
+
 def due_feeds(con: duckdb.DuckDBPyConnection, *, now: datetime, poll_minutes: int,
               names: Iterable[str] | None = None, force: bool = False,
               roles: Iterable[str] | None = None) -> list[FeedRequest]:
-    """Enabled feeds whose next poll is due, with the validators for a conditional GET.
+    """The feeds due now, as the database says (see ``poll_plan.due``)."""
+    return poll_plan.due(poll_plan.read_states(con), now=now, poll_minutes=poll_minutes, names=names,
+                         force=force, roles=roles)
 
-    Next poll = last attempt + interval × 2^consecutive failures (capped at a day), and never
-    before a server's Retry-After. ``force`` polls every enabled (or named) feed now.
-    """
-    rows = con.execute(
-        """SELECT source_id, name, url, etag, last_modified, body_sha256, last_attempt_utc,
-                  consecutive_failures, retry_after_utc, coalesce(poll_minutes, ?) AS every
-           FROM v_feed_health WHERE enabled AND (? IS NULL OR list_contains(?, role)) ORDER BY name""",
-        [poll_minutes, None if roles is None else list(roles), None if roles is None else list(roles)],
-    ).fetchall()
-    wanted = set(names) if names else None
-    out = []
-    for sid, name, url, etag, lm, sha, last, failures, retry_after, every in rows:
-        if wanted is not None and name not in wanted:
-            continue
-        if not force and last is not None:
-            wait = min(timedelta(minutes=every) * (2 ** min(failures, 10)), BACKOFF_CAP)
-            due = last + wait
-            if retry_after is not None and retry_after > due:
-                due = retry_after
-            if due > now:
-                continue
-        out.append(FeedRequest(sid, name, url, etag, lm, sha))
-    return out
+
+def staged_fetches(staging_root: Path) -> list[dict]:
+    """The fetch rows of every batch staged (in any lane) and not merged yet."""
+    files = [d / "fetches.parquet" for lane in (staging_root.iterdir() if staging_root.exists() else [])
+             if lane.is_dir() for d in staged_dirs(lane) if (d / "fetches.parquet").exists()]
+    if not files:
+        return []
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        paths = ", ".join(f"'{f}'" for f in files)
+        rel = con.execute(f"""SELECT source_id, started_utc, status, etag, last_modified, body_sha256,
+                                     retry_after_utc FROM read_parquet([{paths}], union_by_name = true)""")
+        cols = [d[0] for d in rel.description]
+        return [dict(zip(cols, row)) for row in rel.fetchall()]
+    finally:
+        con.close()
+
+
+def plan_poll(settings, *, names: Iterable[str] | None = None, force: bool = False,
+              roles: Iterable[str] | None = None) -> tuple[list[FeedRequest], str | None]:
+    """The feeds to poll now, and a note when they come from the saved plan (the database was
+    held by a writer): polling never waits on the write lock."""
+    from .database import DatabaseLocked
+    from .feeds import RegistryError
+    from .workspace import Workspace
+
+    root, now = settings.data_dir / "staging", datetime.now(UTC)
+    ws = Workspace(replace(settings, lock_wait_s=min(settings.lock_wait_s, PLAN_WAIT_S)))
+    note = None
+    try:
+        with ws.ensure() as con:
+            states = poll_plan.read_states(con)
+        poll_plan.save_states(root, states, read_utc=now)
+    except DatabaseLocked:
+        saved = poll_plan.load_states(root)
+        if saved is None:
+            raise DatabaseLocked(f"{settings.db_path} is held by another process and there is no saved "
+                                 f"plan in {root} to poll from yet; try again when it is free") from None
+        states, read_utc = saved
+        states = poll_plan.apply_fetches(states, staged_fetches(root))
+        note = (f"the database is held by another process: polled from the plan saved at "
+                f"{read_utc:%Y-%m-%d %H:%M} UTC and the batches staged since")
+    if names:
+        unknown = sorted(set(names) - {s.name for s in states})
+        if unknown:
+            raise RegistryError(f"no feed named {', '.join(map(repr, unknown))}; see `media-timing feeds list`")
+    return poll_plan.due(states, now=now, poll_minutes=settings.poll_minutes, names=names, force=force,
+                         roles=roles), note
+
+
+def save_plan(con, data_dir: Path) -> None:
+    """After a merge: the plan polls start from while a writer holds the database."""
+    poll_plan.save_states(data_dir / "staging", poll_plan.read_states(con), read_utc=datetime.now(UTC))
 
 
 def shard_by_host(requests: list[FeedRequest], shards: int) -> list[list[FeedRequest]]:
@@ -193,7 +230,8 @@ class _Parsers:
     def deal(self, out: FetchOutcome) -> None:
         if not self.procs:
             self.procs = [self.ctx.Process(target=_parse_worker, daemon=True, name=f"media-timing-parse-{i}",
-                                           args=(self.tasks, self.results, self.target / f"items-{i}.parquet", i))
+                                           args=(self.tasks, self.results, self.target / f"items-{i}.parquet", i,
+                                                 os.getpid()))
                           for i in range(self.n)]
             for p in self.procs:
                 p.start()
@@ -244,8 +282,24 @@ def _can_fork() -> bool:
     return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
 
 
-def _parse_worker(tasks, results, items_path: Path, i: int) -> None:
+def _die_with_parent(parent: int) -> None:
+    """A parser must not outlive the poll that forked it (a killed `ingest feeds` would leave
+    processes of 100-200 MB waiting on a queue nobody writes to): ask Linux to kill it when its
+    parent dies, and leave at once if that has happened already."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _parse_worker(tasks, results, items_path: Path, i: int, parent: int) -> None:
     """A parser process: parse every chunk it is dealt, write the items, report the fetches."""
+    _die_with_parent(parent)
     try:
         # One items frame at the end (frames cost per call, and nothing here waits on the network).
         batch, polled = make_batch((_parse(o) for chunk in iter(tasks.get, None) for o in chunk),
@@ -505,6 +559,7 @@ class Summary:
     disabled: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     staged_only: Path | None = None
+    note: str | None = None  # e.g. planned from the saved plan while the database was held
 
     def line(self) -> str:
         text = (f"{self.feeds} feeds polled: {self.ok} ok, {self.not_modified} not modified, "
@@ -535,23 +590,14 @@ def summarize(outcomes: list[FetchOutcome], loads: list[LoadResult]) -> Summary:
 
 def run_ingest(settings, *, names: Iterable[str] | None = None, force: bool = False,
                show_progress: bool = True, roles: Iterable[str] | None = None) -> Summary:
-    """Plan, poll, stage, merge. If the database stays locked past the wait, the batch is left
-    staged (``Summary.staged_only``) and the next run or `media-timing ingest load` merges it."""
+    """Plan, poll, stage, merge. Planning never waits on the write lock (``plan_poll``); if the
+    database stays locked past the wait at merge time, the batch is left staged
+    (``Summary.staged_only``) and the next run or `media-timing ingest load` merges it."""
     from tqdm import tqdm
 
     from .database import DatabaseLocked, open_db
 
-    with open_db(settings.db_path, wait_s=settings.lock_wait_s) as con:
-        if names:
-            known = {n for (n,) in con.execute("SELECT name FROM sources WHERE kind = 'feed'").fetchall()}
-            unknown = sorted(set(names) - known)
-            if unknown:
-                from .feeds import RegistryError
-
-                raise RegistryError(f"no feed named {', '.join(map(repr, unknown))}; "
-                                    "see `media-timing feeds list`")
-        requests = due_feeds(con, now=datetime.now(UTC), poll_minutes=settings.poll_minutes,
-                             names=names, force=force, roles=roles)
+    requests, note = plan_poll(settings, names=names, force=force, roles=roles)
     limits = Limits(settings.fetch_connect_timeout_s, settings.fetch_read_timeout_s,
                     settings.fetch_deadline_s, settings.fetch_max_bytes)
     staging = staging_lane(settings.data_dir, "cli")
@@ -564,8 +610,12 @@ def run_ingest(settings, *, names: Iterable[str] | None = None, force: bool = Fa
     try:
         with open_db(settings.db_path, wait_s=settings.lock_wait_s) as con:
             loads = load_all_staged(con, staging, max_failures=settings.max_failures)
+            save_plan(con, settings.data_dir)
     except DatabaseLocked:
         summary = summarize(outcomes, [])
         summary.staged_only = staging
+        summary.note = note
         return summary
-    return summarize(outcomes, loads)
+    summary = summarize(outcomes, loads)
+    summary.note = note
+    return summary

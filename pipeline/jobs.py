@@ -22,11 +22,11 @@ RELEASE_ROLES = ("release",)
 
 
 def plan_feed_shards(roles=NEWS_ROLES, shards: int = 8, force: bool = False) -> list[list[dict]]:
-    """Due feeds of the given roles, in at most ``shards`` groups that keep each host together."""
-    s = load_settings()
-    with open_db(s.db_path, wait_s=s.lock_wait_s) as con:
-        due = ingest.due_feeds(con, now=datetime.now(UTC), poll_minutes=s.poll_minutes,
-                               roles=roles, force=force)
+    """Due feeds of the given roles, in at most ``shards`` groups that keep each host together.
+    Never waits on the write lock: see ``ingest.plan_poll``."""
+    due, note = ingest.plan_poll(load_settings(), roles=roles, force=force)
+    if note:
+        print(note)
     return [[asdict(r) for r in group] for group in ingest.shard_by_host(due, shards)]
 
 
@@ -50,6 +50,7 @@ def load_staged(lane: str = "news") -> dict:
     s = load_settings()
     with open_db(s.db_path, wait_s=s.lock_wait_s) as con:
         loads = ingest.load_all_staged(con, ingest.staging_lane(s.data_dir, lane), max_failures=s.max_failures)
+        ingest.save_plan(con, s.data_dir)
     return {"batches": len(loads), "fetches": sum(r.fetches for r in loads),
             "items_new": sum(r.items_new for r in loads), "items_seen": sum(r.items_seen for r in loads),
             "disabled": [d for r in loads for d in r.disabled]}

@@ -2,6 +2,9 @@
 never duplicate, a locked database loses nothing."""
 
 import gzip
+import os
+import re
+import signal
 import socket
 import subprocess
 import sys
@@ -444,41 +447,75 @@ def test_coverage_shows_gaps_in_collection(settings, httpserver):
 
 # --- one writer: a locked database loses nothing ---------------------------------------------
 
-def test_a_locked_database_leaves_the_batch_staged_and_the_next_load_merges_it(settings, httpserver):
-    httpserver.expect_request("/feed.xml").respond_with_data(FEED.read_bytes())
-    register(settings, "f", httpserver.url_for("/feed.xml"))
-    with open_db(settings.db_path) as con:  # plan once so the schema exists
-        pass
+def hold_write_lock(db, seconds):
+    """Another process holding the database for writing (an analyst's writable session)."""
     code = textwrap.dedent(f"""
         import duckdb, time
-        con = duckdb.connect({str(settings.db_path)!r})
+        con = duckdb.connect({str(db)!r})
         print("locked", flush=True)
-        time.sleep(4)
+        time.sleep({seconds})
     """)
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_a_held_database_does_not_stop_a_poll_and_the_next_run_merges_it(settings, httpserver):
+    bodies = {"v": rss([("a", "one"), ("b", "two")])}
+    httpserver.expect_request("/feed.xml").respond_with_handler(
+        lambda req: Response(bodies["v"], content_type="application/rss+xml"))
+    register(settings, "f", httpserver.url_for("/feed.xml"))
+    assert ingest(settings).items_new == 2  # the plan is saved after this merge
+    bodies["v"] = rss([("a", "one"), ("b", "two"), ("c", "three")])
     impatient = Settings(**{**settings.__dict__, "lock_wait_s": 0.5})
+    holder = hold_write_lock(settings.db_path, 6)
+    try:
+        held = ingest(impatient)  # plans from the saved plan, fetches, stages; cannot merge
+        assert held.ok == 1 and held.staged_only is not None and "saved at" in held.note
+        staged = [d for d in held.staged_only.iterdir() if (d / "_SUCCESS").exists()]
+        assert len(staged) == 1
+        # Polling again while still held: the staged fetch counts, so the feed is not due yet.
+        again = run_ingest(impatient, show_progress=False)
+        assert again.feeds == 0 and again.staged_only is not None
+    finally:
+        holder.wait()
+    after = ingest(settings, force=False)  # the lock is free: the staged batch is merged
+    assert item_count(settings) == 3 and after.feeds == 0
+    assert rows(settings, "SELECT count(*) FROM fetches")[0][0] == 2
+
+
+def test_with_no_saved_plan_a_held_database_is_one_clear_error(settings, httpserver):
+    register(settings, "f", httpserver.url_for("/feed.xml"))
+    impatient = Settings(**{**settings.__dict__, "lock_wait_s": 0.5})
+    holder = hold_write_lock(settings.db_path, 3)
     try:
         from pipeline.database import DatabaseLocked
 
-        with pytest.raises(DatabaseLocked):  # planning needs the database: nothing is fetched
+        with pytest.raises(DatabaseLocked, match="no saved plan"):
             ingest(impatient)
     finally:
         holder.wait()
-    # Now the writer is gone for planning, but comes back while we load.
-    from pipeline.fetch import Limits
-    from pipeline.ingest import make_batch, poll, stage
 
-    with open_db(settings.db_path) as con:
-        reqs = due_feeds(con, now=datetime.now(UTC), poll_minutes=15, force=True)
-    staged = stage(make_batch(poll(reqs, limits=Limits(), workers=2, per_host=1))[0], settings.data_dir / "staging")
-    assert (staged / "_SUCCESS").exists()
-    with open_db(settings.db_path) as con:
-        first = load_all_staged(con, settings.data_dir / "staging", max_failures=3)
-        assert [r.items_new for r in first] == [10]
-        # The files were removed after the commit; had they survived (a crash), loading again adds nothing.
-        assert load_all_staged(con, settings.data_dir / "staging", max_failures=3) == []
-        assert query_one(con, "SELECT count(*) FROM items")[0] == 10
+
+def test_the_polling_rules_in_one_place():
+    from pipeline.poll_plan import FeedState, apply_fetches, due
+
+    now = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+    states = [FeedState(1, "fresh", "http://a/1", "news", True),
+              FeedState(2, "recent", "http://a/2", "news", True, last_attempt_utc=now - timedelta(minutes=5)),
+              FeedState(3, "failing", "http://a/3", "news", True, last_attempt_utc=now - timedelta(minutes=40),
+                        consecutive_failures=2),  # backs off: 15 min x 4
+              FeedState(4, "throttled", "http://a/4", "news", True, last_attempt_utc=now - timedelta(hours=2),
+                        retry_after_utc=now + timedelta(minutes=1)),
+              FeedState(5, "off", "http://a/5", "news", False),
+              FeedState(6, "leaks", "http://b/6", "release", True)]
+    assert [r.name for r in due(states, now=now, poll_minutes=15)] == ["fresh", "leaks"]
+    assert [r.name for r in due(states, now=now, poll_minutes=15, roles=["news"], force=True)] == \
+        ["fresh", "recent", "failing", "throttled"]
+    later = apply_fetches(states, [{"source_id": 3, "started_utc": now, "status": "ok", "etag": '"e"'},
+                                   {"source_id": 1, "started_utc": now, "status": "failed"}])
+    assert (later[2].consecutive_failures, later[2].etag) == (0, '"e"')
+    assert later[0].consecutive_failures == 1 and later[0].last_attempt_utc == now
 
 
 def test_a_batch_loaded_twice_adds_nothing(settings, httpserver, tmp_path):
@@ -587,11 +624,11 @@ def _spy_on_parsers(monkeypatch, tmp_path, die_as=None):
     marks = tmp_path / "parsers"
     marks.mkdir()
 
-    def spy(tasks, results, items_path, i):
+    def spy(tasks, results, items_path, i, parent):
         (marks / str(os.getpid())).touch()
         if i == die_as:
             os._exit(3)  # as the OOM killer would end it: no report, no cleanup
-        real(tasks, results, items_path, i)
+        real(tasks, results, items_path, i, parent)
 
     monkeypatch.setattr(ingest_module, "_parse_worker", spy)
     return marks
@@ -742,3 +779,69 @@ def test_https_feeds_are_verified_against_the_ca_bundle(settings, tls_server, mo
     assert last_fetch(settings, "f")[2].startswith("TLS failed")
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # now trusted
     assert ingest(settings).items_new == 10
+
+
+# --- a poll killed or stopped: no process left behind ------------------------------------------
+
+def _children(pid: int) -> set[int]:
+    out = subprocess.run(["ps", "-eo", "pid=,ppid="], capture_output=True, text=True).stdout
+    return {int(p) for p, pp in (line.split() for line in out.splitlines()) if int(pp) == pid}
+
+
+def _alive(pids) -> set[int]:
+    left = set()
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                if f.read().split(") ")[-1][0] != "Z":
+                    left.add(p)
+        except OSError:
+            pass
+    return left
+
+
+@pytest.fixture
+def slow_feeds(settings, threaded_httpserver):
+    """20 feeds: the first answers at once (so parsers are forked), the rest only after 4 s."""
+    body = FEED.read_bytes()
+
+    def handler(request):
+        if not request.path.endswith("/0.xml"):
+            time.sleep(4)
+        return Response(body, content_type="application/rss+xml")
+
+    threaded_httpserver.expect_request(re.compile(r"/\d+\.xml")).respond_with_handler(handler)
+    for i in range(20):
+        register(settings, f"f{i}", threaded_httpserver.url_for(f"/{i}.xml"))
+    return settings
+
+
+def _start_poll(settings):
+    env = {**os.environ, "MEDIA_TIMING_DB": str(settings.db_path), "MEDIA_TIMING_DATA_DIR": str(settings.data_dir),
+           "MEDIA_TIMING_FETCH_PROCESSES": "2", "MEDIA_TIMING_FETCH_PER_HOST": "20", "MEDIA_TIMING_FETCH_DEADLINE_S": "30"}
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "ingest", "feeds", "--force", "--no-progress"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while len(_children(proc.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    parsers = _children(proc.pid)
+    assert len(parsers) >= 2, proc.communicate(timeout=30)
+    return proc, parsers
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_a_killed_or_stopped_poll_leaves_no_parser_behind(slow_feeds, sig):
+    proc, parsers = _start_poll(slow_feeds)
+    os.kill(proc.pid, sig)
+    proc.wait(timeout=15)
+    deadline = time.monotonic() + 5
+    while _alive(parsers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(parsers), "parser processes outlived the poll"
+    if sig == signal.SIGTERM:  # an orderly stop: its half-written batch is gone, nothing recorded
+        assert proc.returncode == 128 + signal.SIGTERM
+        lane = slow_feeds.data_dir / "staging" / "cli"
+        assert not lane.exists() or not any(lane.iterdir())
+    assert rows(slow_feeds, "SELECT count(*) FROM fetches")[0][0] == 0  # nothing of it was recorded
+    assert ingest(slow_feeds).feeds == 20  # so the next poll polls every feed again
+    assert rows(slow_feeds, "SELECT count(*) FROM fetches")[0][0] == 20
