@@ -78,6 +78,9 @@ class Settings:
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     # MEDIA_TIMING_DIGEST_TO: comma-separated recipients of the weekly digest.
     digest_to: tuple[str, ...] = ()
+    # MEDIA_TIMING_FETCH_ALLOW_NETWORKS: CIDRs feeds may reach though loopback, private or
+    # link-local (refused by default: server-side request forgery). Tests and local feeds need it.
+    fetch_allow_networks: str = ""
 
 
 def load_settings() -> Settings:
@@ -109,6 +112,7 @@ def load_settings() -> Settings:
         max_failures=_int("MEDIA_TIMING_MAX_FAILURES", 10),
         smtp=smtp,
         digest_to=tuple(a.strip() for a in os.environ.get("MEDIA_TIMING_DIGEST_TO", "").split(",") if a.strip()),
+        fetch_allow_networks=os.environ.get("MEDIA_TIMING_FETCH_ALLOW_NETWORKS", ""),
     )
 
 

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
+import ipaddress
 import math
 import os
 import queue
+import socket
 import threading
 import time
 import uuid
@@ -32,6 +34,7 @@ from urllib.parse import urlsplit
 import pycurl
 
 from .errors import UserError
+from .feed_text import strip_controls
 
 USER_AGENT = ("media-timing/0.1 (news-timing research; +https://github.com/media-timing/media-timing)")
 ACCEPT = "application/rss+xml, application/atom+xml, application/rdf+xml, application/xml;q=0.9, text/xml;q=0.8, */*;q=0.5"
@@ -45,11 +48,42 @@ class UnsupportedURL(UserError):
 
 
 def check_url(url: str) -> str:
-    """Only http and https: a feed URL can't make us read files or talk other protocols."""
+    """Only http and https, and no user or password in the URL: a feed URL can't make us read
+    files, talk other protocols, or send credentials along."""
     parts = urlsplit(url.strip())
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise UnsupportedURL(f"{url!r} is not an http(s) URL; only http and https feeds are polled")
+    if parts.username is not None or parts.password is not None:
+        raise UnsupportedURL(f"{url!r} holds a user name or password; feeds are polled without credentials")
     return url.strip()
+
+
+def parse_networks(text: str | None) -> tuple:
+    """MEDIA_TIMING_FETCH_ALLOW_NETWORKS: comma-separated CIDRs (127.0.0.0/8,::1/128)."""
+    out = []
+    for part in (text or "").split(","):
+        if part.strip():
+            try:
+                out.append(ipaddress.ip_network(part.strip(), strict=False))
+            except ValueError:
+                raise UnsupportedURL(f"MEDIA_TIMING_FETCH_ALLOW_NETWORKS: {part.strip()!r} is not a network "
+                                     "such as 127.0.0.0/8 or ::1/128") from None
+    return tuple(out)
+
+
+def forbidden(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, allow: tuple = ()) -> str | None:
+    """Why feeds may not reach this address (None: they may). Checked where libcurl connects, so
+    a name that resolves to it, a redirect to it, or a numeric spelling of it are all caught."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    if any(ip in net for net in allow):
+        return None
+    for kind, hit in (("loopback", ip.is_loopback), ("link-local", ip.is_link_local),
+                      ("multicast", ip.is_multicast), ("unspecified", ip.is_unspecified),
+                      ("private", ip.is_private), ("reserved", ip.is_reserved)):
+        if hit:
+            return kind
+    return None
 
 
 def host_of(url: str) -> str:
@@ -74,6 +108,8 @@ class Limits:
     read_timeout_s: float = 20.0  # libcurl counts it in whole seconds: 0.5 acts as 1
     deadline_s: float = 60.0
     max_bytes: int = 20 * 1024 * 1024
+    # Networks feeds may reach although they are loopback, private, link-local... (see forbidden)
+    allow_networks: tuple = ()
 
 
 @dataclass
@@ -142,13 +178,23 @@ class _Transfer:
         self.headers: dict[str, str] = {}
         self.reason = ""
         self.got_response = False
+        self.refused: str | None = None  # the address we would not connect to, and why
+
+    def open_socket(self, purpose, address):
+        """libcurl's socket(2): refuse addresses feeds may not reach (server-side request forgery)."""
+        ip = ipaddress.ip_address(address.addr[0])
+        kind = forbidden(ip, self.limits.allow_networks)
+        if kind:
+            self.refused = f"{ip} is a {kind} address"
+            return pycurl.SOCKET_BAD
+        return socket.socket(address.family, address.socktype, address.protocol)
 
     def on_header(self, line: bytes) -> None:
         text = line.decode("iso-8859-1").rstrip("\r\n")
         if text.startswith("HTTP/"):  # a new response (after a redirect): forget the last one's
             self.headers, self.got_response = {}, True
             parts = text.split(" ", 2)
-            self.reason = parts[2].strip() if len(parts) > 2 else ""
+            self.reason = strip_controls(parts[2].strip()) if len(parts) > 2 else ""
         elif ":" in text:
             name, value = text.split(":", 1)
             self.headers[name.strip().lower()] = value.strip()
@@ -173,6 +219,7 @@ class _Transfer:
         c.setopt(pycurl.HTTPHEADER, headers)
         c.setopt(pycurl.WRITEFUNCTION, self.on_body)
         c.setopt(pycurl.HEADERFUNCTION, self.on_header)
+        c.setopt(pycurl.OPENSOCKETFUNCTION, self.open_socket)
 
     def finish(self, c: pycurl.Curl, errno: int, message: str) -> FetchOutcome:
         out, req = self.out, self.req
@@ -205,7 +252,13 @@ class _Transfer:
         return out
 
     def _error(self, errno: int, message: str) -> str:
+        return strip_controls(self._explain(errno, message))
+
+    def _explain(self, errno: int, message: str) -> str:
         limits = self.limits
+        if self.refused:
+            return (f"refused: {self.refused}, which feeds may not reach (allow a network with "
+                    "MEDIA_TIMING_FETCH_ALLOW_NETWORKS)")
         if self.too_big or errno == pycurl.E_FILESIZE_EXCEEDED:
             return f"body larger than {limits.max_bytes:,} bytes"
         if errno == pycurl.E_TOO_MANY_REDIRECTS:

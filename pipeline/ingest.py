@@ -105,6 +105,13 @@ def plan_poll(settings, *, names: Iterable[str] | None = None, force: bool = Fal
                          roles=roles), note
 
 
+def fetch_limits(settings) -> Limits:
+    from .fetch import parse_networks
+
+    return Limits(settings.fetch_connect_timeout_s, settings.fetch_read_timeout_s, settings.fetch_deadline_s,
+                  settings.fetch_max_bytes, parse_networks(settings.fetch_allow_networks))
+
+
 def save_plan(con, data_dir: Path) -> None:
     """After a merge: the plan polls start from while a writer holds the database."""
     poll_plan.save_states(data_dir / "staging", poll_plan.read_states(con), read_utc=datetime.now(UTC))
@@ -598,8 +605,7 @@ def run_ingest(settings, *, names: Iterable[str] | None = None, force: bool = Fa
     from .database import DatabaseLocked, open_db
 
     requests, note = plan_poll(settings, names=names, force=force, roles=roles)
-    limits = Limits(settings.fetch_connect_timeout_s, settings.fetch_read_timeout_s,
-                    settings.fetch_deadline_s, settings.fetch_max_bytes)
+    limits = fetch_limits(settings)
     staging = staging_lane(settings.data_dir, "cli")
     tqdm.monitor_interval = 0  # no monitor thread: fetch_and_stage forks parser processes
     with tqdm(total=len(requests), unit="feed", disable=not show_progress or not requests,

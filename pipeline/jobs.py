@@ -15,7 +15,7 @@ from pathlib import Path
 from . import ingest
 from .config import load_settings
 from .database import open_db
-from .fetch import FeedRequest, Limits
+from .fetch import FeedRequest
 
 NEWS_ROLES = ("news", "announcement")
 RELEASE_ROLES = ("release",)
@@ -33,7 +33,7 @@ def plan_feed_shards(roles=NEWS_ROLES, shards: int = 8, force: bool = False) -> 
 def fetch_shard(shard: list[dict], lane: str = "news") -> dict:
     """Fetch and parse one shard and stage it in its lane on disk. Never touches the database."""
     s = load_settings()
-    limits = Limits(s.fetch_connect_timeout_s, s.fetch_read_timeout_s, s.fetch_deadline_s, s.fetch_max_bytes)
+    limits = ingest.fetch_limits(s)
     requests = [FeedRequest(**r) for r in shard]
     batch, polled = ingest.make_batch(ingest.poll(requests, limits=limits, workers=s.fetch_workers,
                                                   per_host=s.fetch_per_host))

@@ -11,6 +11,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
+LOOPBACK = "127.0.0.0/8,::1/128"
 
 
 def pytest_configure(config):
@@ -25,6 +26,8 @@ def pytest_configure(config):
     )
     # Tests must not depend on the developer's machine zone.
     os.environ["TZ"] = "America/Los_Angeles"
+    # Every feed server in the tests is on loopback, which feeds may not reach by default.
+    os.environ["MEDIA_TIMING_FETCH_ALLOW_NETWORKS"] = LOOPBACK
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pipeline.config import Settings
 from pipeline.database import open_db
 from pipeline.feeds import FeedSpec, add_feed
 from pipeline.ingest import run_ingest
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, LOOPBACK
 
 FILES = sorted(p for p in (FIXTURES / "feeds").iterdir() if p.suffix in (".xml", ".json"))
 
@@ -38,7 +38,8 @@ def stored(tmp_path_factory):
     from pytest_httpserver import HTTPServer
 
     tmp = tmp_path_factory.mktemp("differential")
-    settings = Settings(db_path=tmp / "d.duckdb", data_dir=tmp / "data", lock_wait_s=5, fetch_processes=1)
+    settings = Settings(db_path=tmp / "d.duckdb", data_dir=tmp / "data", lock_wait_s=5, fetch_processes=1,
+                        fetch_allow_networks=LOOPBACK)
     server = HTTPServer(host="127.0.0.1")
     server.start()
     try:

@@ -19,9 +19,9 @@ from werkzeug import Response
 from pipeline.config import Settings
 from pipeline.database import open_db, query_one
 from pipeline.feeds import FeedSpec, add_feed, enable_feed, import_feeds
-from pipeline.fetch import UnsupportedURL
+from pipeline.fetch import UnsupportedURL, parse_networks
 from pipeline.ingest import due_feeds, load_all_staged, run_ingest, shard_by_host
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, LOOPBACK
 
 FEED = FIXTURES / "feeds" / "4179e7a13df0f120.xml"  # RSS 2.0, 10 items
 BIG = FIXTURES / "feeds" / "14dda539770f94e3.xml"  # RSS 1.0, 141 items, 124 KB
@@ -32,7 +32,7 @@ def settings(tmp_path):
     return Settings(db_path=tmp_path / "feeds.duckdb", data_dir=tmp_path / "data", lock_wait_s=5,
                     fetch_connect_timeout_s=2, fetch_read_timeout_s=1, fetch_deadline_s=2,
                     fetch_max_bytes=2_000_000, fetch_workers=8, fetch_per_host=2, poll_minutes=15,
-                    max_failures=3)
+                    max_failures=3, fetch_allow_networks=LOOPBACK)
 
 
 def register(settings, name, url, role="news"):
@@ -528,7 +528,7 @@ def test_a_batch_loaded_twice_adds_nothing(settings, httpserver, tmp_path):
 
     with open_db(settings.db_path) as con:
         reqs = due_feeds(con, now=datetime.now(UTC), poll_minutes=15, force=True)
-    staged = stage(make_batch(poll(reqs, limits=Limits(), workers=2, per_host=1))[0], settings.data_dir / "staging")
+    staged = stage(make_batch(poll(reqs, limits=Limits(allow_networks=parse_networks(LOOPBACK)), workers=2, per_host=1))[0], settings.data_dir / "staging")
     copy = tmp_path / "copy" / staged.name
     shutil.copytree(staged, copy)
     with open_db(settings.db_path) as con:
@@ -710,7 +710,7 @@ def test_a_consumer_that_stops_early_is_not_held_by_slow_transfers(httpserver):
     reqs = [FeedRequest(1, "fast", httpserver.url_for("/fast.xml")),
             FeedRequest(2, "slow", httpserver.url_for("/slow.xml"))]
     started = time.monotonic()
-    outcomes = fetch_all(reqs, Limits(read_timeout_s=10, deadline_s=10), workers=2, per_host=2)
+    outcomes = fetch_all(reqs, Limits(read_timeout_s=10, deadline_s=10, allow_networks=parse_networks(LOOPBACK)), workers=2, per_host=2)
     first = next(outcomes)
     outcomes.close()
     assert first.request.name == "fast" and first.status == "fetched"
@@ -845,3 +845,62 @@ def test_a_killed_or_stopped_poll_leaves_no_parser_behind(slow_feeds, sig):
     assert rows(slow_feeds, "SELECT count(*) FROM fetches")[0][0] == 0  # nothing of it was recorded
     assert ingest(slow_feeds).feeds == 20  # so the next poll polls every feed again
     assert rows(slow_feeds, "SELECT count(*) FROM fetches")[0][0] == 20
+
+
+# --- server-side request forgery: feeds may not reach what is behind the poller ---------------
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1:{port}/x.xml",  # loopback
+    "http://localhost:{port}/x.xml",  # a name that resolves to loopback (checked where we connect)
+    "http://2130706433:{port}/x.xml",  # 127.0.0.1 as one integer
+    "http://0x7f.1:{port}/x.xml",  # ... in hex
+    "http://[::1]:{port}/x.xml",  # IPv6 loopback
+    "http://[::ffff:127.0.0.1]:{port}/x.xml",  # IPv4-mapped IPv6
+    "http://169.254.169.254/latest/meta-data/",  # link-local: cloud metadata services
+    "http://10.1.2.3/x.xml", "http://192.168.1.1/x.xml",  # private
+    "http://224.0.0.1/x.xml",  # multicast
+])
+def test_loopback_private_link_local_and_multicast_addresses_are_refused(tmp_path, httpserver, url):
+    strict = Settings(db_path=tmp_path / "s.duckdb", data_dir=tmp_path / "data", lock_wait_s=5,
+                      fetch_connect_timeout_s=2, fetch_deadline_s=3, fetch_allow_networks="")
+    httpserver.expect_request("/x.xml").respond_with_data(FEED.read_bytes())
+    register(strict, "f", url.format(port=httpserver.port))
+    summary = ingest(strict)
+    assert summary.failed == 1 and not httpserver.log  # never reached
+    status, *_, error = rows(strict, "SELECT status, error FROM fetches")[0]
+    assert status == "failed" and "refused" in error and "MEDIA_TIMING_FETCH_ALLOW_NETWORKS" in error
+
+
+def test_a_redirect_to_a_forbidden_address_is_refused(tmp_path, httpserver):
+    """Only 127.0.0.1 is allowed; the allowed server redirects to another loopback address."""
+    httpserver.expect_request("/moved.xml").respond_with_data("", status=302,
+                                                             headers={"Location": f"http://127.0.0.2:{httpserver.port}/x.xml"})
+    strict = Settings(db_path=tmp_path / "s.duckdb", data_dir=tmp_path / "data", lock_wait_s=5,
+                      fetch_allow_networks="127.0.0.1/32")
+    register(strict, "f", httpserver.url_for("/moved.xml").replace("localhost", "127.0.0.1"))
+    assert ingest(strict).failed == 1
+    error = rows(strict, "SELECT error FROM fetches")[0][0]
+    assert "127.0.0.2 is a loopback address" in error
+
+
+def test_allowed_networks_are_reached(tmp_path, httpserver):
+    httpserver.expect_request("/x.xml").respond_with_data(FEED.read_bytes())
+    allowed = Settings(db_path=tmp_path / "s.duckdb", data_dir=tmp_path / "data", lock_wait_s=5,
+                       fetch_allow_networks="127.0.0.0/8")
+    register(allowed, "f", httpserver.url_for("/x.xml").replace("localhost", "127.0.0.1"))
+    assert ingest(allowed).ok == 1
+
+
+def test_user_names_and_passwords_in_feed_urls_are_refused(settings):
+    with open_db(settings.db_path) as con, pytest.raises(UnsupportedURL, match="user name or password"):
+        add_feed(con, FeedSpec("http://user:secret@example.org/feed.xml", "x", "news"))
+
+
+def test_text_from_the_network_reaches_no_terminal_with_control_characters(settings, raw_server):
+    url, responses = raw_server
+    responses.append(send(b"HTTP/1.1 500 Bad\x1b[31m red\x07 thing\r\nContent-Length: 0\r\n\r\n"))
+    register(settings, "f", url)
+    summary = ingest(settings)
+    assert summary.failed == 1
+    assert "\x1b" not in summary.failures[0] and "\x07" not in summary.failures[0]
+    assert "Bad[31m red thing" in summary.failures[0]
