@@ -13,6 +13,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
 LOOPBACK = "127.0.0.0/8,::1/128"
 
+# The feed tests' fixtures (servers that misbehave on purpose, loopback settings), for every folder.
+pytest_plugins = ["tests.feed_support"]
+
 
 def pytest_configure(config):
     home = ROOT / ".pytest-airflow-home"
