@@ -59,7 +59,10 @@ def connect(
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise DatabaseUnusable(f"cannot create the folder for {path}: {exc.strerror}") from None
+            reason = ("a file is in the way" if isinstance(exc, (FileExistsError, NotADirectoryError))
+                      else exc.strerror)
+            raise DatabaseUnusable(f"cannot create the folder for {path}: {reason} "
+                                   "(set MEDIA_TIMING_DB or --db to put it elsewhere)") from None
     deadline = time.monotonic() + wait_s
     delay = 0.05
     told = False

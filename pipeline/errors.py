@@ -37,3 +37,26 @@ class Uncertain(MediaTimingError, RuntimeError):
 # What the command line reports as one line. OSError covers files and folders that cannot be
 # read or written: the message names the path.
 USER_ERRORS = (MediaTimingError, OSError)
+
+
+class FolderUnusable(UserError):
+    """A folder the pipeline must write into cannot be made or written (a file in the way, a
+    read-only disk, no permission)."""
+
+
+def writable_folder(path, what: str, setting: str):
+    """Make ``path`` if needed and prove it takes a file, before any work is done that would be
+    lost if it did not; ``setting`` names what moves it."""
+    import os
+    from pathlib import Path
+
+    path = Path(path)
+    probe = path / f".probe.{os.getpid()}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        reason = "a file is in the way" if isinstance(exc, (FileExistsError, NotADirectoryError)) else exc.strerror
+        raise FolderUnusable(f"cannot write the {what} {path}: {reason} (set {setting} to move it)") from None
+    return path

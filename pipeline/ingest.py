@@ -603,10 +603,11 @@ def run_ingest(settings, *, names: Iterable[str] | None = None, force: bool = Fa
     from tqdm import tqdm
 
     from .database import DatabaseLocked, open_db
+    from .errors import writable_folder
 
+    staging = writable_folder(staging_lane(settings.data_dir, "cli"), "staging folder", "MEDIA_TIMING_DATA_DIR")
     requests, note = plan_poll(settings, names=names, force=force, roles=roles)
     limits = fetch_limits(settings)
-    staging = staging_lane(settings.data_dir, "cli")
     tqdm.monitor_interval = 0  # no monitor thread: fetch_and_stage forks parser processes
     with tqdm(total=len(requests), unit="feed", disable=not show_progress or not requests,
               desc="polling", leave=False) as bar:

@@ -15,6 +15,7 @@ from pathlib import Path
 from . import ingest
 from .config import load_settings
 from .database import open_db
+from .errors import writable_folder
 from .fetch import FeedRequest
 
 NEWS_ROLES = ("news", "announcement")
@@ -33,11 +34,12 @@ def plan_feed_shards(roles=NEWS_ROLES, shards: int = 8, force: bool = False) -> 
 def fetch_shard(shard: list[dict], lane: str = "news") -> dict:
     """Fetch and parse one shard and stage it in its lane on disk. Never touches the database."""
     s = load_settings()
+    lane_dir = writable_folder(ingest.staging_lane(s.data_dir, lane), "staging folder", "MEDIA_TIMING_DATA_DIR")
     limits = ingest.fetch_limits(s)
     requests = [FeedRequest(**r) for r in shard]
     batch, polled = ingest.make_batch(ingest.poll(requests, limits=limits, workers=s.fetch_workers,
                                                   per_host=s.fetch_per_host))
-    where = ingest.stage(batch, ingest.staging_lane(s.data_dir, lane))
+    where = ingest.stage(batch, lane_dir)
     summary = ingest.summarize([p.outcome for p in polled], [])
     return {"batch": where.name, "feeds": summary.feeds, "ok": summary.ok,
             "not_modified": summary.not_modified, "failed": summary.failed,
