@@ -28,7 +28,16 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from .csvfile import READ_CHUNK, CsvFileError, is_gzip, iter_records, open_binary
+from .csvfile import (
+    MAX_RECORD,
+    NOT_UTF8,
+    READ_CHUNK,
+    TOO_LONG,
+    CsvFileError,
+    is_gzip,
+    iter_records,
+    open_binary,
+)
 
 REJECTS_LIMIT = 100_000  # beyond this many rejects the reference reader takes over
 REFERENCE_CHUNK = 100_000
@@ -79,7 +88,7 @@ def _read_csv(path: Path, header: list[str], rejects: str, *, gzip: bool) -> str
     return (f"read_csv({_sql_str(str(path))}, header=true, auto_detect=false, "
             f"delim=',', quote='\"', escape='\"', columns={cols}, strict_mode=true, store_rejects=true, "
             f"rejects_table={_sql_str(rejects)}, rejects_scan={_sql_str(rejects + '_scan')}, "
-            f"rejects_limit={REJECTS_LIMIT}, compression='{'gzip' if gzip else 'none'}')")
+            f"rejects_limit={REJECTS_LIMIT}, max_line_size={MAX_RECORD}, compression='{'gzip' if gzip else 'none'}')")
 
 
 def _newlines(header: list[str]) -> str:
@@ -245,6 +254,8 @@ def _recover_rejects(con, table, header, bad, starts, scan: Scan) -> int:
             n = len(next(csv.reader((text or "").splitlines(keepends=True)), []))
             scan.rejected.append((line, f"{n} fields where the header has {len(header)}"))
             scan.spans[line] = (text or "").rstrip("\r\n").count("\n") + 1
+        elif kind in ("LINE SIZE OVER MAXIMUM", "INVALID ENCODING"):
+            scan.rejected.append((line, TOO_LONG if kind == "LINE SIZE OVER MAXIMUM" else NOT_UTF8))
         else:
             scan.rejected.append((line, f"malformed CSV: {(message or kind).splitlines()[0]}"))
     cols = ", ".join(f"{_q(h)} VARCHAR" for h in header)
@@ -284,7 +295,11 @@ def _scan_reference(con, path: Path, header: list[str], table: str, scan: Scan) 
 
 def drop(con: duckdb.DuckDBPyConnection, table: str) -> None:
     """Everything a scan made: the relation and what it is built from."""
-    con.execute(f"DROP VIEW IF EXISTS {table}")
+    # A view after DuckDB's read, a table after the reference reader's: DuckDB's DROP VIEW IF
+    # EXISTS refuses a table of that name, so ask the catalog which it is.
+    for (name, kind) in con.execute(
+            "SELECT view_name, 'VIEW' FROM duckdb_views() WHERE temporary AND view_name = ?", [table]).fetchall():
+        con.execute(f"DROP {kind} {name}")
     for t in (table, f"{table}_raw", f"{table}_recovered", f"{table}_lines"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
 

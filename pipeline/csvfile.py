@@ -9,10 +9,11 @@ DuckDB and falls back to this reader where its line numbers cannot be checked.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import hashlib
-import io
+import re
 import zlib
 from collections import deque
 from collections.abc import Iterator
@@ -25,6 +26,11 @@ from .errors import UserError
 
 GZIP_MAGIC = b"\x1f\x8b"
 READ_CHUNK = 1 << 20
+# The most one record may hold, in both readers (DuckDB's default max_line_size): a longer one is
+# rejected by its line, never allowed to grow a buffer without bound.
+MAX_RECORD = 2_000_000
+TOO_LONG = f"a record longer than {MAX_RECORD:,} bytes, the most one row may hold"
+csv.field_size_limit(MAX_RECORD)
 
 
 class CsvFileError(UserError):
@@ -52,17 +58,34 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def lines(path: Path) -> Iterator[str]:
-    """Physical lines as text (newlines kept), decoded as UTF-8 (a BOM is dropped)."""
+_BARE_CR = re.compile(r"(?<=\r)(?!\n)")  # a lone CR ends a line too, as newline='' reads
+NOT_UTF8 = "not UTF-8 text; convert the file to UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+
+
+def lines(path: Path, undecodable: set[int] | None = None) -> Iterator[str]:
+    """Physical lines as text (newlines kept), decoded as UTF-8 (a BOM is dropped). Lines are
+    decoded one at a time, so a stray Latin-1 byte costs its own line only: it is given with the
+    byte replaced and its number added to ``undecodable``; without that set it is an error."""
     raw = open_binary(path)
     n = 0
     try:
         try:
-            for line in io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""):
-                n += 1
-                yield line
-        except UnicodeDecodeError:
-            raise CsvFileError(f"{path}: not UTF-8 text (near line {n + 1})") from None
+            for i, data in enumerate(raw):  # split on LF only: no multi-byte character holds one
+                if i == 0 and data.startswith(codecs.BOM_UTF8):
+                    data = data[len(codecs.BOM_UTF8):]
+                bad = False
+                try:
+                    text = data.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    if undecodable is None:
+                        raise CsvFileError(f"{path}:{n + 1}: {NOT_UTF8} (byte 0x{data[exc.start]:02x})") from None
+                    text, bad = data.decode("utf-8", "replace"), True
+                for part in (_BARE_CR.split(text) if "\r" in text else (text,)):
+                    if part:
+                        n += 1
+                        if bad:
+                            undecodable.add(n)
+                        yield part
         except (EOFError, OSError, zlib.error) as exc:
             raise _truncated(path, exc) from None
     finally:
@@ -102,7 +125,8 @@ def iter_records(path: Path, width: int) -> Iterator[Record]:
     not records). Short records are padded; long ones are rejected, unless what is beyond the
     header's width is only empty fields (trailing delimiters)."""
     pending: deque[tuple[int, str]] = deque()
-    source = enumerate(lines(path), start=1)
+    undecodable: set[int] = set()
+    source = enumerate(lines(path, undecodable), start=1)
     next(source, None)  # the header (read_header checked it)
     while True:
         taken: list[tuple[int, str]] = []
@@ -122,6 +146,9 @@ def iter_records(path: Path, width: int) -> Iterator[Record]:
                 del taken[:]
                 if not fields:  # a blank line is not a record
                     continue
+                if undecodable and not undecodable.isdisjoint(range(start, start + span)):
+                    yield Record(start, None, NOT_UTF8, span)
+                    continue
                 if len(fields) > width and not any(fields[width:]):
                     fields = fields[:width]  # trailing delimiters (exports often end rows with one)
                 if len(fields) > width:
@@ -134,7 +161,7 @@ def iter_records(path: Path, width: int) -> Iterator[Record]:
             why = str(exc)
             if "unexpected end of data" in why or "EOF" in why:
                 why = "a quoted field is never closed (unterminated quote); the row is skipped"
-            yield Record(start, None, f"malformed CSV: {why}")
+            yield Record(start, None, TOO_LONG if "field limit" in why else f"malformed CSV: {why}")
             pending.extendleft(reversed(taken[1:]))  # read on from the line after its start
 
 
