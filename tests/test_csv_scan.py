@@ -12,6 +12,7 @@ hostile line reads as written.
 import csv
 import gzip
 import io
+import os
 
 import duckdb
 import numpy as np
@@ -24,7 +25,7 @@ from pipeline.csvfile import iter_records, read_header
 HEADER = ["when", "text", "author"]
 PLAIN = st.text(alphabet="abc xyz019-:", min_size=0, max_size=8)
 QUOTABLE = st.text(alphabet='abc ,"\n', min_size=0, max_size=10)
-SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(max_examples=int(os.environ.get("CSV_EXAMPLES", 120)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @st.composite

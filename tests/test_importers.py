@@ -133,3 +133,19 @@ def test_a_source_keeps_its_role(con, tmp_path):
 
     with pytest.raises(SourceConflict, match="already exists as a news archive"):
         import_items(con, f, source="s", time_column="when", text_column="text", role="announcement")
+
+
+def test_identical_posts_by_different_authors_are_not_merged_and_repeats_are_named(con, tmp_path):
+    f = tmp_path / "s.csv"
+    f.write_text("when,text,who\n"
+                 "2016-10-07T20:00:00Z,RT @wikileaks: Podesta emails,alice\n"
+                 "2016-10-07T20:00:00Z,RT @wikileaks: Podesta emails,bob\n"
+                 "2016-10-07T20:00:00Z,RT @wikileaks: Podesta emails,alice\n")
+    report = import_items(con, f, source="s", time_column="when", text_column="text", author_column="who")
+    assert (report.new, report.duplicates) == (2, 1)
+    assert report.duplicate_examples == ["line 4 repeats line 2"]
+    assert sorted(r[0] for r in con.execute("SELECT author FROM items").fetchall()) == ["alice", "bob"]
+    # Without an author column the file cannot tell them apart, and says which lines it merged.
+    blind = import_items(con, f, source="s2", time_column="when", text_column="text")
+    assert (blind.new, blind.duplicates) == (1, 2)
+    assert blind.duplicate_examples == ["line 3 repeats line 2", "line 4 repeats line 2"]
