@@ -13,8 +13,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
 LOOPBACK = "127.0.0.0/8,::1/128"
 
-# The feed tests' fixtures (servers that misbehave on purpose, loopback settings), for every folder.
-pytest_plugins = ["tests.feed_support"]
+# Fixtures shared across folders: feed servers that misbehave on purpose, loopback settings, an inbox.
+pytest_plugins = ["tests.feed_support", "tests.smtp_servers"]
 
 
 def pytest_configure(config):

@@ -9,7 +9,12 @@ import socket
 import threading
 import time
 
+import pytest
 from aiosmtpd.controller import Controller
+
+from pipeline.config import SmtpSettings
+from pipeline.digest import compose, parse_week
+from pipeline.mailer import send_digest, smtp_deliverer
 
 
 def free_port() -> int:
@@ -126,3 +131,35 @@ class ScriptedSMTP:
         self.sock.close()
         self.thread.join(timeout=2)
         time.sleep(0.05)
+
+
+# --- what the digest-sending tests share ---------------------------------------------------------
+
+W40 = parse_week("2016-W40")
+TO = ["editor@example.org", "desk@example.org"]
+
+
+def digest_of(ws, week=W40):
+    with ws.read() as con:
+        return compose(con, week)
+
+
+def smtp_settings(port, timeout_s=5.0):
+    return SmtpSettings(host="127.0.0.1", port=port, sender="digest@example.org", timeout_s=timeout_s)
+
+
+def send_week(ws, digest, smtp, **kw):
+    return send_digest(ws, digest, kw.pop("to", TO), sender=smtp.sender, deliver=smtp_deliverer(smtp),
+                       sleep=kw.pop("sleep", lambda s: None), **kw)
+
+
+def ledger(ws):
+    with ws.read() as con:
+        return con.execute("SELECT week, status, attempts, last_error, message_id FROM digests").fetchall()
+
+
+@pytest.fixture
+def inbox():
+    box, controller = aiosmtpd_server()
+    yield box, smtp_settings(controller.port)
+    controller.stop()
