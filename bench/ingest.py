@@ -35,10 +35,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline.config import Settings  # noqa: E402
-from pipeline.database import open_db  # noqa: E402
-from pipeline.feeds import import_feeds  # noqa: E402
-from pipeline.ingest import run_ingest  # noqa: E402
-from pipeline.parse_feed import items_frame, parse_feed  # noqa: E402
+from pipeline.sources.feeds import import_feeds  # noqa: E402
+from pipeline.sources.ingest import run_ingest  # noqa: E402
+from pipeline.sources.parse_feed import items_frame, parse_feed  # noqa: E402
+from pipeline.store.database import open_db  # noqa: E402
 
 HOSTS = 100
 

@@ -32,7 +32,7 @@ from airflow.sdk import (
 from media_timing_common import DEFAULT_ARGS, START, WRITER_POOL, WRITER_RETRY
 
 SEND_RETRY = ExceptionRetryPolicy(rules=[
-    RetryRule(exception="pipeline.mailer.DigestNotSent", action=RetryAction.RETRY,
+    RetryRule(exception="pipeline.outputs.mailer.DigestNotSent", action=RetryAction.RETRY,
               retry_delay=timedelta(minutes=10), reason="the SMTP server refused or was down"),
     *WRITER_RETRY.rules,
 ])

@@ -5,15 +5,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from . import case_2016
-from .claims import claim_names, load_claim
-from .config import CASE_2016_DIR, Settings
-from .import_items import import_items
-from .importers import import_events
-from .report import write_report
-from .runs import analyze
-from .verdict import render_text
-from .workspace import Workspace
+from pipeline.analysis.claims import claim_names, load_claim
+from pipeline.analysis.runs import analyze
+from pipeline.config import CASE_2016_DIR, Settings
+from pipeline.outputs.report import write_report
+from pipeline.outputs.verdict import render_text
+from pipeline.sources import case_2016
+from pipeline.sources.import_items import import_items
+from pipeline.sources.importers import import_events
+from pipeline.store.workspace import Workspace
 
 CLAIM = "oct7_2016"
 DIGEST_WEEK = "2016-W40"  # Mon 3 - Sun 9 Oct 2016
@@ -62,7 +62,7 @@ def run_demo(settings: Settings, *, surrogates: int | None = None,
 
 def _digest_preview(ws: Workspace):
     """The digest of the week of 7 Oct 2016, as it would have been emailed."""
-    from .digest import compose, parse_week
+    from pipeline.outputs.digest import compose, parse_week
 
     with ws.read() as con:
         digest = compose(con, parse_week(DIGEST_WEEK))

@@ -12,11 +12,11 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import ingest
-from .config import load_settings
-from .database import open_db
-from .errors import writable_folder
-from .fetch import FeedRequest
+from pipeline.config import load_settings
+from pipeline.errors import writable_folder
+from pipeline.sources import batches, ingest, merge
+from pipeline.sources.fetch import FeedRequest
+from pipeline.store.database import open_db
 
 NEWS_ROLES = ("news", "announcement")
 RELEASE_ROLES = ("release",)
@@ -34,12 +34,12 @@ def plan_feed_shards(roles=NEWS_ROLES, shards: int = 8, force: bool = False) -> 
 def fetch_shard(shard: list[dict], lane: str = "news") -> dict:
     """Fetch and parse one shard and stage it in its lane on disk. Never touches the database."""
     s = load_settings()
-    lane_dir = writable_folder(ingest.staging_lane(s.data_dir, lane), "staging folder", "MEDIA_TIMING_DATA_DIR")
+    lane_dir = writable_folder(batches.staging_lane(s.data_dir, lane), "staging folder", "MEDIA_TIMING_DATA_DIR")
     limits = ingest.fetch_limits(s)
     requests = [FeedRequest(**r) for r in shard]
-    batch, polled = ingest.make_batch(ingest.poll(requests, limits=limits, workers=s.fetch_workers,
+    batch, polled = batches.make_batch(ingest.poll(requests, limits=limits, workers=s.fetch_workers,
                                                   per_host=s.fetch_per_host))
-    where = ingest.stage(batch, lane_dir)
+    where = batches.stage(batch, lane_dir)
     summary = ingest.summarize([p.outcome for p in polled], [])
     return {"batch": where.name, "feeds": summary.feeds, "ok": summary.ok,
             "not_modified": summary.not_modified, "failed": summary.failed,
@@ -51,7 +51,7 @@ def load_staged(lane: str = "news") -> dict:
     database. Only this lane's: its caller announces what it loaded."""
     s = load_settings()
     with open_db(s.db_path, wait_s=s.lock_wait_s) as con:
-        loads = ingest.load_all_staged(con, ingest.staging_lane(s.data_dir, lane), max_failures=s.max_failures)
+        loads = merge.load_all_staged(con, batches.staging_lane(s.data_dir, lane), max_failures=s.max_failures)
         ingest.save_plan(con, s.data_dir)
     return {"batches": len(loads), "fetches": sum(r.fetches for r in loads),
             "items_new": sum(r.items_new for r in loads), "items_seen": sum(r.items_seen for r in loads),
@@ -60,7 +60,7 @@ def load_staged(lane: str = "news") -> dict:
 
 def import_event_catalogs(directory: str | None = None) -> dict:
     """Import every *.csv timeline in data/events/ (idempotent: unchanged files add nothing)."""
-    from .importers import import_events
+    from pipeline.sources.importers import import_events
 
     s = load_settings()
     folder = Path(directory) if directory else s.data_dir / "events"
@@ -76,7 +76,7 @@ def import_event_catalogs(directory: str | None = None) -> dict:
 
 
 def promote_release_items() -> dict:
-    from .release_events import events_from_release_items
+    from pipeline.store.release_events import events_from_release_items
 
     s = load_settings()
     with open_db(s.db_path, wait_s=s.lock_wait_s) as con:
@@ -84,18 +84,18 @@ def promote_release_items() -> dict:
 
 
 def list_claims() -> list[str]:
-    from .claims import claim_names
+    from pipeline.analysis.claims import claim_names
 
     return claim_names()
 
 
 def analyze_claim(claim_id: str) -> dict:
     """Run a claim unless this exact run (same parameters, same data) is already stored."""
-    from .analysis import AnalysisError
-    from .claims import load_claim
-    from .runs import analyze
-    from .verdict import verdict
-    from .workspace import Workspace
+    from pipeline.analysis.analyze import AnalysisError
+    from pipeline.analysis.claims import load_claim
+    from pipeline.analysis.runs import analyze
+    from pipeline.outputs.verdict import verdict
+    from pipeline.store.workspace import Workspace
 
     claim = load_claim(claim_id)
     try:
@@ -109,7 +109,7 @@ def analyze_claim(claim_id: str) -> dict:
 def import_archive(file: str, source: str, time_column: str, text_column: str, role: str | None = "news",
                    url_column: str | None = None, id_column: str | None = None,
                    author_column: str | None = None, timezone: str | None = None) -> dict:
-    from .import_items import import_items
+    from pipeline.sources.import_items import import_items
 
     s = load_settings()
     with open_db(s.db_path, wait_s=s.lock_wait_s) as con:
@@ -127,9 +127,9 @@ def weekly_digest(week: str | None = None, *, now: datetime | None = None, recip
     the stored runs, write its preview to data/reports/, and send it to ``recipients`` (default
     MEDIA_TIMING_DIGEST_TO) through ``smtp`` (default MEDIA_TIMING_SMTP_*) unless it was
     already sent to them. The database is never held while the mail server is talked to."""
-    from .digest import compose, parse_week, previous_week
-    from .mailer import send_digest, smtp_deliverer
-    from .workspace import Workspace
+    from pipeline.outputs.digest import compose, parse_week, previous_week
+    from pipeline.outputs.mailer import send_digest, smtp_deliverer
+    from pipeline.store.workspace import Workspace
 
     ws = Workspace(load_settings())
     w = parse_week(week) if week else previous_week(now or datetime.now(UTC))

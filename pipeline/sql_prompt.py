@@ -8,7 +8,7 @@ from pathlib import Path
 
 import duckdb
 
-from .database import connect
+from pipeline.store.database import connect
 
 BANNER = """media-timing SQL (read-only) on {path}
 Tables: sources, fetches, items, events, imports, analysis_runs, results (and more: SHOW TABLES;)

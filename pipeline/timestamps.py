@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from dateutil import parser as dateutil_parser
 
-from .config import SQL_DIR
+from pipeline.config import SQL_DIR
 
 PRECISION_SECOND = 1
 PRECISION_MINUTE = 60
@@ -150,3 +150,8 @@ def parse_times(raw: pd.Series, assume_tz: str | None = None, dst: str = "reject
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
+
+
+def iso_z(t: float) -> str:
+    """Epoch seconds as ISO 8601 UTC to the second, e.g. 2016-10-07T20:32:00Z."""
+    return datetime.fromtimestamp(round(t), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -40,7 +40,7 @@ def db_path(tmp_path) -> pathlib.Path:
 
 @pytest.fixture
 def con(db_path):
-    from pipeline.database import open_db
+    from pipeline.store.database import open_db
 
     with open_db(db_path) as c:
         yield c
@@ -49,8 +49,8 @@ def con(db_path):
 @pytest.fixture(scope="session")
 def case_db_template(tmp_path_factory) -> pathlib.Path:
     """The 2016 case study loaded once per session; tests get a copy."""
-    from pipeline.database import open_db
     from pipeline.demo import load_case_study
+    from pipeline.store.database import open_db
 
     path = tmp_path_factory.mktemp("case") / "case.duckdb"
     with open_db(path) as c:
@@ -68,10 +68,10 @@ def case_db(case_db_template, tmp_path) -> pathlib.Path:
 @pytest.fixture(scope="session")
 def case_runs_template(case_db_template, tmp_path_factory) -> pathlib.Path:
     """The case study with every claim's run stored, as `make demo` leaves it (once per session)."""
-    from pipeline.claims import claim_names, load_claim
+    from pipeline.analysis.claims import claim_names, load_claim
+    from pipeline.analysis.runs import analyze
     from pipeline.config import load_settings
-    from pipeline.runs import analyze
-    from pipeline.workspace import Workspace
+    from pipeline.store.workspace import Workspace
 
     path = tmp_path_factory.mktemp("runs") / "runs.duckdb"
     shutil.copy(case_db_template, path)
@@ -85,7 +85,7 @@ def case_runs_template(case_db_template, tmp_path_factory) -> pathlib.Path:
 def case_runs(case_runs_template, tmp_path):
     """A Workspace on a copy of the case study with every claim's run stored."""
     from pipeline.config import load_settings
-    from pipeline.workspace import Workspace
+    from pipeline.store.workspace import Workspace
 
     path = tmp_path / "runs.duckdb"
     shutil.copy(case_runs_template, path)

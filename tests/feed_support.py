@@ -14,9 +14,9 @@ import pytest
 from werkzeug import Response
 
 from pipeline.config import Settings
-from pipeline.database import open_db
-from pipeline.feeds import FeedSpec, add_feed
-from pipeline.ingest import run_ingest
+from pipeline.sources.feeds import FeedSpec, add_feed
+from pipeline.sources.ingest import run_ingest
+from pipeline.store.database import open_db
 from tests.conftest import FIXTURES, LOOPBACK
 
 FEED = FIXTURES / "feeds" / "4179e7a13df0f120.xml"  # RSS 2.0, 10 items
@@ -277,9 +277,9 @@ def many_feeds(settings, httpserver, n=20):
 def spy_on_parsers(monkeypatch, tmp_path, die_as=None):
     """Each parser process leaves a file named for its pid; ``die_as`` parser exits at once."""
 
-    from pipeline import ingest as ingest_module
+    from pipeline.sources import parsers
 
-    real = ingest_module._parse_worker
+    real = parsers.parse_worker
     marks = tmp_path / "parsers"
     marks.mkdir()
 
@@ -289,5 +289,5 @@ def spy_on_parsers(monkeypatch, tmp_path, die_as=None):
             os._exit(3)  # as the OOM killer would end it: no report, no cleanup
         real(tasks, results, items_path, i, parent)
 
-    monkeypatch.setattr(ingest_module, "_parse_worker", spy)
+    monkeypatch.setattr(parsers, "parse_worker", spy)
     return marks

@@ -13,8 +13,8 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from pipeline.config import SmtpSettings
-from pipeline.digest import compose, parse_week
-from pipeline.mailer import send_digest, smtp_deliverer
+from pipeline.outputs.digest import compose, parse_week
+from pipeline.outputs.mailer import send_digest, smtp_deliverer
 
 
 def free_port() -> int:

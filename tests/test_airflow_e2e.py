@@ -72,7 +72,7 @@ def alive(pids: set[int]) -> set[int]:
 @pytest.fixture
 def airflow(tmp_path, httpserver):
     """Airflow on a free port, DAGs from the repository, a temporary home and DuckDB."""
-    from pipeline.database import open_db
+    from pipeline.store.database import open_db
 
     httpserver.expect_request("/feed.xml").respond_with_data(
         (FIXTURES / "feeds" / "4179e7a13df0f120.xml").read_bytes(), content_type="application/rss+xml")
@@ -134,8 +134,8 @@ def test_the_scheduler_runs_ingest_feeds_triggered_through_the_api(airflow, tmp_
                                                "import_archive", "weekly_digest"}
 
     wait_for("every DAG to be parsed", all_parsed, timeout=180, every=2, proc=proc)
-    from pipeline.database import open_db
-    from pipeline.feeds import FeedSpec, add_feed
+    from pipeline.sources.feeds import FeedSpec, add_feed
+    from pipeline.store.database import open_db
 
     with open_db(db, wait_s=60) as con:  # waits if a scheduled run is reading the file
         add_feed(con, FeedSpec(httpserver.url_for("/feed.xml"), "loopback", "news"))

@@ -4,11 +4,11 @@ import dataclasses
 
 import pytest
 
-from pipeline.analysis import run_claim
-from pipeline.claims import ClaimError, load_claim, parse_claim
-from pipeline.database import open_db, query_one
-from pipeline.runs import load_run, store_result
-from pipeline.verdict import render_text, verdict
+from pipeline.analysis.analyze import run_claim
+from pipeline.analysis.claims import ClaimError, load_claim, parse_claim
+from pipeline.analysis.runs import load_run, store_result
+from pipeline.outputs.verdict import render_text, verdict
+from pipeline.store.database import open_db, query_one
 
 
 @pytest.fixture
@@ -97,7 +97,7 @@ def test_claim_files_are_checked(tmp_path):
 def test_a_claim_naming_missing_events_says_what_to_do(case_db):
     claim = dataclasses.replace(load_claim("oct7_2016"), releases=parse_claim(
         {"id": "x", "title": "t", "releases": {"event_ids": ["E999"]}, "streams": []}).releases)
-    from pipeline.analysis import AnalysisError
+    from pipeline.analysis.analyze import AnalysisError
 
     with open_db(case_db) as con, pytest.raises(AnalysisError, match="E999.*import the timeline"):
         run_claim(con, claim)

@@ -19,8 +19,8 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.csv_scan import scan_csv
-from pipeline.csvfile import iter_records, read_header
+from pipeline.sources.csv_scan import scan_csv
+from pipeline.sources.csvfile import iter_records, read_header
 
 HEADER = ["when", "text", "author"]
 PLAIN = st.text(alphabet="abc xyz019-:", min_size=0, max_size=8)
@@ -126,7 +126,7 @@ def test_short_rows_are_padded_and_long_ones_rejected_by_line(tmp_path):
 def test_lines_are_placed_alike_in_chunks_of_any_size(records, chunk):
     """Good records (span) and rejected ones (span), in file order: placing them a chunk at a
     time gives the lines the file has."""
-    from pipeline.csv_scan import _Placer
+    from pipeline.sources.csv_scan import _Placer
 
     line, good, good_lines, rejects, texts = 2, [], [], [], []
     for span, rejected, _ in records:

@@ -132,8 +132,8 @@ def query(db, sql):
 
 
 def register(db, name, url, role):
-    from pipeline.database import open_db
-    from pipeline.feeds import FeedSpec, add_feed
+    from pipeline.sources.feeds import FeedSpec, add_feed
+    from pipeline.store.database import open_db
 
     with open_db(db) as con:
         add_feed(con, FeedSpec(url, name, role))

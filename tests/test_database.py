@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from pipeline.database import DatabaseLocked, MigrationError, connect, migrate, query_one
+from pipeline.store.database import DatabaseLocked, MigrationError, connect, migrate, query_one
 
 
 def test_migrations_apply_once_and_are_recorded(db_path):
@@ -101,7 +101,7 @@ def test_other_duckdb_errors_are_not_mistaken_for_locks(tmp_path):
     bad.write_text("this is not a database")
     import time
 
-    from pipeline.database import DatabaseUnusable
+    from pipeline.store.database import DatabaseUnusable
 
     started = time.monotonic()
     with pytest.raises(DatabaseUnusable, match="not a valid DuckDB database"):

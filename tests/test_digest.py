@@ -8,11 +8,18 @@ import duckdb
 import pytest
 from markupsafe import escape
 
-from pipeline.database import connect
-from pipeline.digest import WeekError, compose, gather, parse_week, previous_week, weeks_between
-from pipeline.report import template_env, write_report
-from pipeline.runs import latest_runs, load_run
-from pipeline.verdict import stream_rows
+from pipeline.analysis.runs import latest_runs, load_run
+from pipeline.outputs.digest import (
+    WeekError,
+    compose,
+    gather,
+    parse_week,
+    previous_week,
+    weeks_between,
+)
+from pipeline.outputs.report import template_env, write_report
+from pipeline.outputs.verdict import stream_rows
+from pipeline.store.database import connect
 
 W40 = parse_week("2016-W40")
 
@@ -126,7 +133,7 @@ def test_a_release_no_run_covers_says_which_command_tests_it(case_runs):
 
 def test_an_empty_database_gets_a_digest_too(tmp_path):
     from pipeline.config import load_settings
-    from pipeline.workspace import Workspace
+    from pipeline.store.workspace import Workspace
 
     ws = Workspace(load_settings().__class__(db_path=tmp_path / "empty.duckdb", data_dir=tmp_path))
     with ws.ensure() as con:
@@ -185,7 +192,7 @@ def test_a_database_from_before_runs_kept_their_facts_is_read(case_db, tmp_path)
     con.execute("""INSERT INTO analysis_runs VALUES ('old', now(), 'oct7_2016', 'x', 120, 99, 1, '{}', '{}', 'v', NULL)""")
     con.close()
     from pipeline.config import load_settings
-    from pipeline.workspace import Workspace
+    from pipeline.store.workspace import Workspace
 
     ws = Workspace(load_settings().__class__(db_path=case_db, data_dir=tmp_path))
     text, _ = rendered(compose_read(ws, "2016-W40"))

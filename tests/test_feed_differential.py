@@ -9,9 +9,9 @@ import feedparser
 import pytest
 
 from pipeline.config import Settings
-from pipeline.database import open_db
-from pipeline.feeds import FeedSpec, add_feed
-from pipeline.ingest import run_ingest
+from pipeline.sources.feeds import FeedSpec, add_feed
+from pipeline.sources.ingest import run_ingest
+from pipeline.store.database import open_db
 from tests.conftest import FIXTURES, LOOPBACK
 
 FILES = sorted(p for p in (FIXTURES / "feeds").iterdir() if p.suffix in (".xml", ".json"))

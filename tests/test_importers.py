@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 
 from pipeline.config import CASE_2016_DIR
-from pipeline.csvfile import CsvFileError
-from pipeline.database import query_one
-from pipeline.import_items import import_items
-from pipeline.importers import import_events
+from pipeline.sources.csvfile import CsvFileError
+from pipeline.sources.import_items import import_items
+from pipeline.sources.importers import import_events
+from pipeline.store.database import query_one
 
 HEADER = "event_id,kind,actor,title,ts_utc,earliest_utc,latest_utc,confidence\n"
 
@@ -112,8 +112,8 @@ def test_zoneless_stream_times_need_a_named_zone(con, tmp_path):
                      (pd.Timestamp("2016-10-07T20:33:00Z"), [], True)]
     options = con.execute("SELECT options ->> 'timezone' FROM imports WHERE source_name = 's2'").fetchall()
     assert options == [("America/New_York",)]
-    from pipeline.analysis import load_stream
-    from pipeline.claims import StreamSpec
+    from pipeline.analysis.analyze import load_stream
+    from pipeline.analysis.claims import StreamSpec
 
     assert load_stream(con, StreamSpec(label="s2", source="s2")).n == 2  # none excluded as "no zone"
 
@@ -129,7 +129,7 @@ def test_a_source_keeps_its_role(con, tmp_path):
     f = tmp_path / "s.csv"
     f.write_text("when,text\n2016-10-07T20:33:00Z,b\n")
     import_items(con, f, source="s", time_column="when", text_column="text", role="news")
-    from pipeline.store import SourceConflict
+    from pipeline.store.items import SourceConflict
 
     with pytest.raises(SourceConflict, match="already exists as a news archive"):
         import_items(con, f, source="s", time_column="when", text_column="text", role="announcement")

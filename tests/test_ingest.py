@@ -10,10 +10,10 @@ import pytest
 from werkzeug import Response
 
 from pipeline.config import Settings
-from pipeline.database import open_db, query_one
-from pipeline.feeds import enable_feed, import_feeds
-from pipeline.fetch import parse_networks
-from pipeline.ingest import shard_by_host
+from pipeline.sources.addresses import parse_networks
+from pipeline.sources.feeds import enable_feed, import_feeds
+from pipeline.sources.ingest import shard_by_host
+from pipeline.store.database import open_db, query_one
 from tests.conftest import LOOPBACK
 from tests.feed_support import (
     BIG,
@@ -197,7 +197,7 @@ def test_at_most_k_requests_in_flight_per_host(settings, threaded_httpserver):
 
 
 def test_sharding_keeps_each_host_in_one_shard():
-    from pipeline.fetch import FeedRequest
+    from pipeline.sources.fetch import FeedRequest
 
     reqs = [FeedRequest(i, f"f{i}", f"https://host{i % 3}.example/{i}.xml") for i in range(12)]
     shards = shard_by_host(reqs, 2)
@@ -220,7 +220,7 @@ def test_coverage_shows_gaps_in_collection(settings, httpserver):
 
 
 def test_the_polling_rules_in_one_place():
-    from pipeline.poll_plan import FeedState, apply_fetches, due
+    from pipeline.sources.poll_plan import FeedState, apply_fetches, due
 
     now = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
     states = [
@@ -360,7 +360,7 @@ def test_a_poll_of_unchanged_feeds_starts_no_parser(settings, httpserver, tmp_pa
 
 def test_a_consumer_that_stops_early_is_not_held_by_slow_transfers(threaded_httpserver):
     httpserver = threaded_httpserver  # a slow handler must not hold the shared server for the next test
-    from pipeline.fetch import FeedRequest, Limits, fetch_all
+    from pipeline.sources.fetch import FeedRequest, Limits, fetch_all
 
     httpserver.expect_request("/fast.xml").respond_with_data(FEED.read_bytes())
 

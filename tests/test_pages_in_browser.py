@@ -4,9 +4,9 @@ screenshot of each is kept in the test's temporary folder."""
 
 import pytest
 
-from pipeline.digest import compose, parse_week
-from pipeline.report import write_report
-from pipeline.runs import latest_runs, load_run
+from pipeline.analysis.runs import latest_runs, load_run
+from pipeline.outputs.digest import compose, parse_week
+from pipeline.outputs.report import write_report
 from tests.browser import chromium, layout, set_viewport
 
 
@@ -16,7 +16,7 @@ def pages(case_runs_template, tmp_path_factory):
     import shutil
 
     from pipeline.config import load_settings
-    from pipeline.workspace import Workspace
+    from pipeline.store.workspace import Workspace
 
     out = tmp_path_factory.mktemp("pages")
     db = out / "runs.duckdb"

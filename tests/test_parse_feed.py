@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from pipeline.parse_feed import (
+from pipeline.sources.parse_feed import (
     NotAFeed,
     items_frame,
     parse_feed,

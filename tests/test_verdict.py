@@ -7,11 +7,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from pipeline.charts import correlogram_figure
-from pipeline.runs import latest_runs, load_run
-from pipeline.timing.coincidence import correlogram_test
-from pipeline.timing.nulls import Coverage, make_null
-from pipeline.verdict import (
+from pipeline.analysis.runs import latest_runs, load_run
+from pipeline.outputs.charts import correlogram_figure
+from pipeline.outputs.verdict import (
     displacement_reading,
     fmt_count,
     fmt_span,
@@ -21,6 +19,8 @@ from pipeline.verdict import (
     render_text,
     stream_rows,
 )
+from pipeline.timing.coincidence import correlogram_test
+from pipeline.timing.nulls import Coverage, make_null
 
 
 @pytest.fixture

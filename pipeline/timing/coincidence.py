@@ -273,27 +273,32 @@ def correlogram_test(
     observed = correlogram(np.zeros((m, 1), dtype=np.int64))[0].astype(float)
     null_c = np.concatenate([correlogram(steps) for steps in
                              _draw_chunks(null, rel, coverage, max_lag_s, step, n_surrogates, seed)]).astype(float)
+    env = _envelopes(observed, null_c, level)
+    return CorrelogramResult(
+        lags_s=edges[:-1] * step, counts=observed, **env, bin_s=bin_s, max_lag_s=max_lag_s,
+        null=null.name, null_description=null.describe(), n_surrogates=n_surrogates, seed=seed,
+        parameters={**null.parameters(), "bin_minutes": bin_s / 60,
+                    "max_lag_minutes": max_lag_s / 60, "step_s": step,
+                    "coverage": [coverage.start, coverage.end]},
+    )
+
+
+def _envelopes(observed: np.ndarray, null_c: np.ndarray, level: float) -> dict:
+    """The max-statistic test and its pointwise and global envelopes, from the surrogate counts."""
     mean = null_c.mean(axis=0)
     sd = null_c.std(axis=0, ddof=1)
     sd = np.where(sd > 0, sd, 1.0)
-    z_null = (null_c - mean) / sd
-    z_obs = (observed - mean) / sd
-    max_null = z_null.max(axis=1)
-    stat = float(z_obs.max())
+    max_null = ((null_c - mean) / sd).max(axis=1)
+    stat = float(((observed - mean) / sd).max())
     alpha = 1 - level
-    q_abs = np.quantile(np.abs(z_null).max(axis=1), level)
-    return CorrelogramResult(
-        statistic=stat, pvalue=float(_mc_pvalue(max_null, stat)), lags_s=edges[:-1] * step,
-        counts=observed, null_mean=mean,
+    q_abs = np.quantile(np.abs((null_c - mean) / sd).max(axis=1), level)
+    return dict(
+        statistic=stat, pvalue=float(_mc_pvalue(max_null, stat)), null_mean=mean,
         pointwise_lo=np.quantile(null_c, alpha / 2, axis=0),
         pointwise_hi=np.quantile(null_c, 1 - alpha / 2, axis=0),
         # Counts cannot be negative: a symmetric band around a small mean is cut at zero.
         global_lo=np.maximum(mean - q_abs * sd, 0.0), global_hi=mean + q_abs * sd,
-        null_distribution=max_null, bin_s=bin_s, max_lag_s=max_lag_s, null=null.name,
-        null_description=null.describe(), n_surrogates=n_surrogates, seed=seed,
-        parameters={**null.parameters(), "bin_minutes": bin_s / 60,
-                    "max_lag_minutes": max_lag_s / 60, "step_s": step,
-                    "coverage": [coverage.start, coverage.end]},
+        null_distribution=max_null,
     )
 
 

@@ -10,10 +10,10 @@ import pytest
 from werkzeug import Response
 
 from pipeline.config import Settings
-from pipeline.database import open_db
-from pipeline.feeds import FeedSpec, add_feed
-from pipeline.fetch import UnsupportedURL
-from pipeline.ingest import due_feeds
+from pipeline.sources.addresses import UnsupportedURL
+from pipeline.sources.feeds import FeedSpec, add_feed
+from pipeline.sources.ingest import due_feeds
+from pipeline.store.database import open_db
 from tests.feed_support import BIG, FEED, ingest, item_count, last_fetch, register, rows, rss, send
 
 

@@ -13,9 +13,10 @@ import pytest
 from werkzeug import Response
 
 from pipeline.config import Settings
-from pipeline.database import open_db, query_one
-from pipeline.fetch import parse_networks
-from pipeline.ingest import due_feeds, load_all_staged, run_ingest
+from pipeline.sources.addresses import parse_networks
+from pipeline.sources.ingest import due_feeds, run_ingest
+from pipeline.sources.merge import load_all_staged
+from pipeline.store.database import open_db, query_one
 from tests.conftest import LOOPBACK
 from tests.feed_support import (
     FEED,
@@ -62,7 +63,7 @@ def test_with_no_saved_plan_a_held_database_is_one_clear_error(settings, httpser
     impatient = Settings(**{**settings.__dict__, "lock_wait_s": 0.5})
     holder = hold_write_lock(settings.db_path, 3)
     try:
-        from pipeline.database import DatabaseLocked
+        from pipeline.store.database import DatabaseLocked
 
         with pytest.raises(DatabaseLocked, match="no saved plan"):
             ingest(impatient)
@@ -75,8 +76,9 @@ def test_a_batch_loaded_twice_adds_nothing(settings, httpserver, tmp_path):
 
     httpserver.expect_request("/feed.xml").respond_with_data(FEED.read_bytes())
     register(settings, "f", httpserver.url_for("/feed.xml"))
-    from pipeline.fetch import Limits
-    from pipeline.ingest import make_batch, poll, stage
+    from pipeline.sources.batches import make_batch, stage
+    from pipeline.sources.fetch import Limits
+    from pipeline.sources.ingest import poll
 
     with open_db(settings.db_path) as con:
         reqs = due_feeds(con, now=datetime.now(UTC), poll_minutes=15, force=True)

@@ -13,9 +13,12 @@ from datetime import UTC, datetime
 import pytest
 from werkzeug import Response
 
-from pipeline.database import open_db
-from pipeline.fetch import Limits, parse_networks
-from pipeline.ingest import due_feeds, load_every_lane, make_batch, poll, stage, staging_lane
+from pipeline.sources.addresses import parse_networks
+from pipeline.sources.batches import make_batch, stage, staging_lane
+from pipeline.sources.fetch import Limits
+from pipeline.sources.ingest import due_feeds, poll
+from pipeline.sources.merge import load_every_lane
+from pipeline.store.database import open_db
 from tests.conftest import LOOPBACK
 from tests.feed_support import hold_write_lock, ingest, many_feeds, rows
 
@@ -50,7 +53,8 @@ def _load_process(settings, die_at: str | None = None):
            "MEDIA_TIMING_DATA_DIR": str(settings.data_dir)}
     code = textwrap.dedent(f"""
         import os, signal, sys
-        from pipeline import ingest, store
+        from pipeline.sources import merge
+        from pipeline.store import items as store
 
         def dying(module, name):
             real = getattr(module, name)
@@ -64,8 +68,8 @@ def _load_process(settings, die_at: str | None = None):
             setattr(module, name, wrapper)
 
         dying(store, "store_planned")      # fetch rows written, items not yet
-        dying(ingest, "_disable_failing")  # every row written, the transaction not committed
-        dying(ingest.shutil, "rmtree")     # committed, the staged files not yet removed
+        dying(merge, "_disable_failing")  # every row written, the transaction not committed
+        dying(merge.shutil, "rmtree")     # committed, the staged files not yet removed
         from pipeline.cli import main
         sys.exit(main(["ingest", "load"]))
     """)
@@ -108,8 +112,8 @@ def test_a_merge_killed_at_any_instant_is_completed_exactly_once_by_the_next(set
 def test_a_lock_taken_while_the_poll_fetches_leaves_the_batch_staged_and_the_next_merge_loses_nothing(
         settings, httpserver, monkeypatch):
     """An analyst opens the database for writing after the poll has planned and before it merges."""
-    from pipeline import ingest as ingest_module
     from pipeline.config import Settings
+    from pipeline.sources import ingest as ingest_module
     from tests.feed_support import register, rss
 
     body = {"v": rss([("a", "one"), ("b", "two")])}

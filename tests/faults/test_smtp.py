@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from pipeline.mailer import DeliveryUnknown, DigestNotSent
+from pipeline.outputs.mailer import DeliveryUnknown, DigestNotSent
 from tests.smtp_servers import (
     ScriptedSMTP,
     aiosmtpd_server,
