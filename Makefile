@@ -11,7 +11,7 @@ export UV_LINK_MODE := copy
 
 help:
 	@echo "make demo      build .venv, load the bundled 2016 case study, print the 7 Oct 2016 verdict"
-	@echo "make test      build .venv, ruff, then the whole test suite (includes the Airflow end-to-end test)"
+	@echo "make test      build .venv, ruff, mypy (strict on pipeline/timing), then the whole test suite (includes the Airflow end-to-end test)"
 	@echo "make test-fast the suite without tests marked slow"
 	@echo "make airflow   start Airflow with this repository's airflow.cfg (one Ctrl-C stops it)"
 	@echo "make bench     run the benchmarks in bench/"
@@ -36,6 +36,7 @@ demo: setup
 test: setup
 	./scripts/ensure-browser.sh
 	$(BIN)/ruff check --quiet .
+	$(BIN)/mypy pipeline/timing
 	$(BIN)/python -m pytest -q
 
 test-fast: setup

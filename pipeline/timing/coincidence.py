@@ -11,14 +11,17 @@ distribution, and every parameter needed to reproduce them.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import stats
 
 from .counting import Announcements, PositionCounter
-from .nulls import Coverage, Null, Poisson
+from .nulls import CircularShift, Coverage, Null, Poisson
 
 DEFAULT_STEP = 60.0
 # Surrogates are drawn in fixed-size chunks, each with its own child seed, so results do not
@@ -27,7 +30,7 @@ CHUNK_ELEMENTS = 2_000_000
 THREADS = 2
 
 
-def _mc_pvalue(null_values: np.ndarray, observed) -> np.ndarray:
+def _mc_pvalue(null_values: np.ndarray, observed: ArrayLike) -> np.ndarray:
     """(b + 1) / (S + 1), b = surrogates at least as extreme (Davison & Hinkley 1997)."""
     s = null_values.shape[0]
     return (1 + (null_values >= observed).sum(axis=0)) / (s + 1)
@@ -40,16 +43,17 @@ def _as_steps(window_s: float, step: float) -> int:
     return int(round(w))
 
 
-def _prepare(announcements, coverage: Coverage, null: Null, step: float):
+def _prepare(announcements: ArrayLike, coverage: Coverage, null: Null, step: float) -> Announcements:
     times = np.asarray(announcements, dtype=np.float64)
-    if null.circular:
+    if isinstance(null, CircularShift):
         period = null.period_steps(coverage, step) * step
         keep = (times >= coverage.start) & (times < coverage.start + period)
         return Announcements.of(times[keep], period=period, start=coverage.start)
     return Announcements.of(times)
 
 
-def _draw_chunks(null: Null, rel, coverage, window_s, step, n_surrogates: int, seed):
+def _draw_chunks(null: Null, rel: np.ndarray, coverage: Coverage, window_s: float, step: float,
+                 n_surrogates: int, seed: int | None) -> Iterator[np.ndarray]:
     """Surrogate steps, release-major ((m, S) so each release's column is contiguous), in chunks
     of bounded size from one seeded generator (a result never depends on chunking or threads)."""
     rng = np.random.default_rng(seed)
@@ -59,10 +63,10 @@ def _draw_chunks(null: Null, rel, coverage, window_s, step, n_surrogates: int, s
         yield np.ascontiguousarray(steps.T)
 
 
-def _sum_over_releases(fn, releases: np.ndarray, shape) -> np.ndarray:
+def _sum_over_releases(fn: Callable[[int], np.ndarray], releases: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Σ fn(i) over ``releases``, in THREADS contiguous blocks run in parallel (numpy's gathers
     release the GIL), each block summing in place into its own accumulator."""
-    def block(ids):
+    def block(ids: np.ndarray) -> np.ndarray:
         acc = np.zeros(shape, dtype=np.int64)
         for i in ids:
             acc += fn(i)
@@ -70,7 +74,10 @@ def _sum_over_releases(fn, releases: np.ndarray, shape) -> np.ndarray:
     if len(releases) < 64:
         return block(releases)
     with ThreadPoolExecutor(THREADS) as pool:
-        return sum(pool.map(block, np.array_split(releases, THREADS)))
+        total = np.zeros(shape, dtype=np.int64)
+        for part in pool.map(block, np.array_split(releases, THREADS)):
+            total += part
+        return total
 
 
 @dataclass
@@ -97,7 +104,7 @@ class CoincidenceResult:
     null_description: str
     n_surrogates: int
     seed: int | None
-    parameters: dict = field(default_factory=dict)
+    parameters: dict[str, Any] = field(default_factory=dict)
 
     @property
     def min_attainable_pvalue(self) -> float:
@@ -116,8 +123,8 @@ class CoincidenceResult:
 
 
 def coincidence_test(
-    releases,
-    announcements,
+    releases: ArrayLike,
+    announcements: ArrayLike,
     *,
     window_s: float,
     null: Null,
@@ -151,7 +158,7 @@ def coincidence_test(
     pooled_parts = []
     live = np.flatnonzero(testable)
     for steps in _draw_chunks(null, rel, coverage, window_s, step, n_surrogates, seed):
-        def one(i, steps=steps):
+        def one(i: int, steps: np.ndarray = steps) -> np.ndarray:
             c = counter.release(i).window(steps[i], w)
             greater[i] += (c > observed[i]).sum()
             equal[i] += (c == observed[i]).sum()
@@ -173,7 +180,7 @@ def coincidence_test(
     )
 
 
-def _poisson_test(rel, ann, window_s, coverage, null: Poisson) -> CoincidenceResult:
+def _poisson_test(rel: np.ndarray, ann: Announcements, window_s: float, coverage: Coverage, null: Poisson) -> CoincidenceResult:
     inside = (ann.times >= coverage.start) & (ann.times < coverage.end)
     rate = inside.sum() / coverage.length
     lo = np.maximum(rel - window_s, coverage.start)
@@ -222,7 +229,7 @@ class CorrelogramResult:
     null_description: str
     n_surrogates: int
     seed: int | None
-    parameters: dict = field(default_factory=dict)
+    parameters: dict[str, Any] = field(default_factory=dict)
 
     @property
     def peak_lag_s(self) -> float:
@@ -231,8 +238,8 @@ class CorrelogramResult:
 
 
 def correlogram_test(
-    releases,
-    announcements,
+    releases: ArrayLike,
+    announcements: ArrayLike,
     *,
     bin_s: float,
     max_lag_s: float,
@@ -264,8 +271,8 @@ def correlogram_test(
     counter = PositionCounter(ann, rel, step, lag, probe.reach)
     live = np.flatnonzero(testable)
 
-    def correlogram(steps):  # steps: (m, S)
-        def one(i):
+    def correlogram(steps: np.ndarray) -> np.ndarray:  # steps: (m, S)
+        def one(i: int) -> np.ndarray:
             cum = counter.release(i).edge(steps[i][:, None], edges[None, :], "left")
             return np.diff(cum, axis=1)
         return _sum_over_releases(one, live, (steps.shape[1], len(edges) - 1))
@@ -283,7 +290,7 @@ def correlogram_test(
     )
 
 
-def _envelopes(observed: np.ndarray, null_c: np.ndarray, level: float) -> dict:
+def _envelopes(observed: np.ndarray, null_c: np.ndarray, level: float) -> dict[str, Any]:
     """The max-statistic test and its pointwise and global envelopes, from the surrogate counts."""
     mean = null_c.mean(axis=0)
     sd = null_c.std(axis=0, ddof=1)
@@ -302,7 +309,7 @@ def _envelopes(observed: np.ndarray, null_c: np.ndarray, level: float) -> dict:
     )
 
 
-def benjamini_hochberg(pvalues) -> np.ndarray:
+def benjamini_hochberg(pvalues: ArrayLike) -> np.ndarray:
     """BH-adjusted q-values; NaN stays NaN (untestable releases are not counted)."""
     p = np.asarray(pvalues, dtype=float)
     q = np.full_like(p, np.nan)

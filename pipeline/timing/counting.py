@@ -14,8 +14,10 @@ identical counts; the tests check them against brute force.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 # Above this many cells a release's table costs more to build than searching saves.
 MAX_TABLE_CELLS = 4_000_000
@@ -34,7 +36,7 @@ class Announcements:
     start: float = 0.0
 
     @classmethod
-    def of(cls, times, *, period: float | None = None, start: float = 0.0) -> Announcements:
+    def of(cls, times: ArrayLike, *, period: float | None = None, start: float = 0.0) -> Announcements:
         arr = np.sort(np.asarray(times, dtype=np.float64))
         if arr.size and not np.isfinite(arr).all():
             raise ValueError("announcement times must be finite")
@@ -100,7 +102,7 @@ class ReleaseTable:
             self._le = le
         return self._le
 
-    def index(self, steps: np.ndarray, offset) -> np.ndarray:
+    def index(self, steps: np.ndarray, offset: np.ndarray | int) -> np.ndarray:
         r = self.reach
         if r.k_lo == r.k_hi == 0:  # one segment (jitter, circular): no week arithmetic
             return steps + (offset - (r.a - self.margin))
@@ -117,13 +119,13 @@ class ReleaseCounter:
         self.step = step
         self.table = table
 
-    def edge(self, steps: np.ndarray, offset, side: str) -> np.ndarray:
+    def edge(self, steps: np.ndarray, offset: np.ndarray | int, side: Literal["left", "right"]) -> np.ndarray:
         """#announcements < position + offset*step (left) or <= it (right).
 
         ``offset`` may be an array broadcasting against ``steps`` (all lag edges at once).
         """
         if self.table is None:
-            pos = self.base + (steps + offset) * self.step
+            pos = self.base + np.add(steps, offset, dtype=np.float64) * self.step
             return np.searchsorted(self.times, pos, side=side)
         idx = self.table.index(steps, offset)
         return (self.table.lt if side == "left" else self.table.le)[idx]
@@ -147,7 +149,7 @@ class PositionCounter:
         self.times = ann.unrolled((margin + 1) * self.step)
         self.margin = margin
         self.reaches = reaches
-        self._shared: dict[tuple, ReleaseTable] = {}
+        self._shared: dict[tuple[float, ...], ReleaseTable] = {}
         self._counters: dict[int, ReleaseCounter] = {}
 
     def release(self, i: int) -> ReleaseCounter:

@@ -6,9 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 
-def story_share(item_times: np.ndarray, is_story: np.ndarray, start: float, hours: float):
+def story_share(item_times: np.ndarray, is_story: np.ndarray, start: float, hours: float) -> tuple[int, int]:
     """(story items, all items) in [start, start + hours)."""
     lo, hi = np.searchsorted(item_times, [start, start + hours * 3600], side="left")
     return int(is_story[lo:hi].sum()), int(hi - lo)
@@ -41,7 +42,7 @@ class DisplacementResult:
         return self.focal_counts[0] + sum(k for k, _ in self.other_counts)
 
 
-def displacement(item_times, is_story, focal: tuple[str, float], others: list[tuple[str, float]],
+def displacement(item_times: ArrayLike, is_story: ArrayLike, focal: tuple[str, float], others: list[tuple[str, float]],
                  *, hours: float, coverage: tuple[float, float], n_boot: int = 2000,
                  seed: int = 0, level: float = 0.95) -> DisplacementResult:
     """Compare the focal release's story share in the next ``hours`` with the series' others.
@@ -53,13 +54,14 @@ def displacement(item_times, is_story, focal: tuple[str, float], others: list[tu
     t = np.asarray(item_times, dtype=np.float64)[order]
     s = np.asarray(is_story, dtype=bool)[order]
 
-    def covered(start):
+    def covered(start: float) -> bool:
         return coverage[0] <= start and start + hours * 3600 <= coverage[1]
 
     if not covered(focal[1]):
         raise ValueError(f"the {hours} h after {focal[0]} are not inside the news stream's coverage")
     fk, fn = story_share(t, s, focal[1], hours)
-    kept, skipped = [], []
+    kept: list[tuple[str, float]] = []
+    skipped: list[tuple[str, float]] = []
     for name, start in others:
         (kept if covered(start) else skipped).append((name, start))
     counts = [story_share(t, s, start, hours) for _, start in kept]
@@ -82,4 +84,4 @@ def displacement(item_times, is_story, focal: tuple[str, float], others: list[tu
     all_shares = np.append(shares[valid], focal_share)
     rank_p = float((all_shares <= focal_share).sum() / len(all_shares))
     return DisplacementResult(hours, focal_share, (fk, fn), shares, [n for n, _ in kept], diff,
-                              ci, rank_p, [n for n, _ in skipped], [tuple(c) for c in counts])
+                              ci, rank_p, [n for n, _ in skipped], [(int(k), int(n)) for k, n in counts])

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 
-def nearest_gaps(releases, announcements) -> tuple[np.ndarray, np.ndarray]:
+def nearest_gaps(releases: ArrayLike, announcements: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Seconds from each release back to the nearest announcement at or before it, and forward
     to the nearest one at or after it (inf where there is none)."""
     rel = np.asarray(releases, dtype=np.float64)
@@ -35,7 +36,7 @@ class LeadLag:
     first_mover: list[str]
 
 
-def lead_lag(releases, announcements, window_s: float) -> LeadLag:
+def lead_lag(releases: ArrayLike, announcements: ArrayLike, window_s: float) -> LeadLag:
     rel = np.asarray(releases, dtype=np.float64)
     ann = np.sort(np.asarray(announcements, dtype=np.float64))
     lo = np.searchsorted(ann, rel - window_s, side="left")
@@ -53,7 +54,7 @@ def lead_lag(releases, announcements, window_s: float) -> LeadLag:
     return LeadLag(before, after, mean, first)
 
 
-def gap_range(ann_lo, ann_hi, rel_lo, rel_hi) -> tuple[np.ndarray, np.ndarray]:
+def gap_range(ann_lo: ArrayLike, ann_hi: ArrayLike, rel_lo: ArrayLike, rel_hi: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Signed gap (announcement minus release) bounds when both times are intervals."""
     return (np.asarray(ann_lo) - np.asarray(rel_hi), np.asarray(ann_hi) - np.asarray(rel_lo))
 

@@ -14,6 +14,7 @@ p-value (b + 1) / (S + 1) valid.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -33,7 +34,7 @@ class Coverage:
     start: float
     end: float
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not self.end > self.start:
             raise ValueError("coverage must end after it starts")
 
@@ -64,7 +65,7 @@ class Null:
         return (f"{self.name}: moves the {self.moves}; preserves {self.preserves}; "
                 f"destroys {self.destroys}")
 
-    def parameters(self) -> dict:
+    def parameters(self) -> dict[str, Any]:
         return {"null": self.name}
 
     def draw(self, releases: np.ndarray, coverage: Coverage, window_s: float, step: float,
@@ -72,7 +73,7 @@ class Null:
         raise NotImplementedError
 
 
-def _inside(releases, coverage, margin_lo, margin_hi):
+def _inside(releases: np.ndarray, coverage: Coverage, margin_lo: float, margin_hi: float) -> np.ndarray:
     return (releases - margin_lo >= coverage.start) & (releases + margin_hi <= coverage.end)
 
 
@@ -94,10 +95,11 @@ class WeekdayHourShuffle(Null):
     def __init__(self, bucket_s: float = 3600.0):
         self.bucket_s = float(bucket_s)
 
-    def parameters(self) -> dict:
+    def parameters(self) -> dict[str, Any]:
         return {"null": self.name, "bucket_minutes": self.bucket_s / 60}
 
-    def draw(self, releases, coverage, window_s, step, rng, n):
+    def draw(self, releases: np.ndarray, coverage: Coverage, window_s: float, step: float,
+             rng: np.random.Generator, n: int) -> Draws:
         m = len(releases)
         if WEEK % step or self.bucket_s % step:
             raise ValueError("step must divide the week and the bucket width")
@@ -142,10 +144,11 @@ class Jitter(Null):
     def __init__(self, jitter_s: float = 6 * 3600.0):
         self.jitter_s = float(jitter_s)
 
-    def parameters(self) -> dict:
+    def parameters(self) -> dict[str, Any]:
         return {"null": self.name, "jitter_minutes": self.jitter_s / 60}
 
-    def draw(self, releases, coverage, window_s, step, rng, n):
+    def draw(self, releases: np.ndarray, coverage: Coverage, window_s: float, step: float,
+             rng: np.random.Generator, n: int) -> Draws:
         m = len(releases)
         reach = int(self.jitter_s // step)
         testable = _inside(releases, coverage, self.jitter_s + window_s, self.jitter_s + window_s)
@@ -177,14 +180,15 @@ class CircularShift(Null):
         if shift_unit != "step":
             self.preserves += f", and the {'time of day' if shift_unit == 'day' else 'time of week'}"
 
-    def parameters(self) -> dict:
+    def parameters(self) -> dict[str, Any]:
         return {"null": self.name, "shift_unit": self.shift_unit}
 
     def period_steps(self, coverage: Coverage, step: float) -> int:
         unit = {"step": step, "day": DAY, "week": WEEK}[self.shift_unit]
         return int(coverage.length // unit) * int(round(unit / step))
 
-    def draw(self, releases, coverage, window_s, step, rng, n):
+    def draw(self, releases: np.ndarray, coverage: Coverage, window_s: float, step: float,
+             rng: np.random.Generator, n: int) -> Draws:
         m = len(releases)
         unit_steps = {"step": 1, "day": int(DAY // step), "week": int(WEEK // step)}[self.shift_unit]
         period = self.period_steps(coverage, step)
@@ -225,7 +229,7 @@ NULLS = {
 }
 
 
-def make_null(name: str, **options) -> Null:
+def make_null(name: str, **options: Any) -> Null:
     try:
         cls = NULLS[name]
     except KeyError:

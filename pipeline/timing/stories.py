@@ -17,7 +17,7 @@ class StoryRule:
     any_of: tuple[str, ...]
     none_of: tuple[str, ...] = ()
 
-    def pattern(self, words: tuple[str, ...]) -> re.Pattern | None:
+    def pattern(self, words: tuple[str, ...]) -> re.Pattern[str] | None:
         if not words:
             return None
         alts = "|".join(re.escape(w.lower()) for w in words)

@@ -9,16 +9,28 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 
-def is_uncertain(lo, hi, step: float) -> np.ndarray:
+class IntervalTestResult(Protocol):
+    """What ``over_intervals`` reads of a test's result (a CoincidenceResult has it)."""
+
+    statistic: float
+    pvalue: float
+    pvalues: np.ndarray
+    counts: np.ndarray
+
+
+def is_uncertain(lo: ArrayLike, hi: ArrayLike, step: float) -> np.ndarray:
     """An interval no wider than one step (e.g. "to the minute") counts as an exact time."""
     return (np.asarray(hi, dtype=np.float64) - np.asarray(lo, dtype=np.float64)) > step
 
 
-def sample_within(lo, hi, best, rng: np.random.Generator, draws: int, step: float) -> np.ndarray:
+def sample_within(lo: ArrayLike, hi: ArrayLike, best: ArrayLike, rng: np.random.Generator, draws: int,
+                  step: float) -> np.ndarray:
     """(draws, n) times uniform in [lo, hi], snapped to whole steps where the interval allows
     (so draws share count tables); intervals no wider than a step stay at ``best``."""
     lo = np.asarray(lo, dtype=np.float64)
@@ -54,8 +66,8 @@ class IntervalSummary:
 
 
 def over_intervals(
-    test: Callable[[np.ndarray, np.ndarray, int], object],
-    releases: tuple, announcements: tuple, *, draws: int, seed: int, step: float,
+    test: Callable[[np.ndarray, np.ndarray, int], IntervalTestResult],
+    releases: tuple[ArrayLike, ArrayLike, ArrayLike], announcements: tuple[ArrayLike, ArrayLike, ArrayLike], *, draws: int, seed: int, step: float,
 ) -> IntervalSummary:
     """Run ``test(releases, announcements, seed)`` once per draw of the uncertain times.
 
