@@ -44,18 +44,18 @@ def cmd_migrate(args, settings) -> int:
 
 def cmd_import_events(args, settings) -> int:
     from pipeline.sources.importers import import_events
-    from pipeline.store.database import open_db
+    from pipeline.store.workspace import Workspace
 
-    with open_db(settings.db_path, wait_s=settings.lock_wait_s) as con:
+    with Workspace(settings).write() as con:
         report = import_events(con, args.file)
     return _print_import(report)
 
 
 def cmd_import_items(args, settings) -> int:
     from pipeline.sources.import_items import import_items
-    from pipeline.store.database import open_db
+    from pipeline.store.workspace import Workspace
 
-    with open_db(settings.db_path, wait_s=settings.lock_wait_s) as con:
+    with Workspace(settings).write() as con:
         report = import_items(
             con, args.file, source=args.source, role=args.role, time_column=args.time_column,
             text_column=args.text_column, url_column=args.url_column, id_column=args.id_column,
@@ -152,9 +152,9 @@ def cmd_sql(args, settings) -> int:
 
 def cmd_feeds_add(args, settings) -> int:
     from pipeline.sources.feeds import FeedSpec, add_feed
-    from pipeline.store.database import open_db
+    from pipeline.store.workspace import Workspace
 
-    with open_db(settings.db_path, wait_s=settings.lock_wait_s) as con:
+    with Workspace(settings).write() as con:
         src, created = add_feed(con, FeedSpec(args.url, args.name, args.role, tuple(args.tag or ())))
     print(f"{'added' if created else 'already registered'}: {src.name} ({src.role}) {src.url}")
     return EXIT_OK
@@ -162,9 +162,9 @@ def cmd_feeds_add(args, settings) -> int:
 
 def cmd_feeds_import(args, settings) -> int:
     from pipeline.sources.feeds import import_feeds
-    from pipeline.store.database import open_db
+    from pipeline.store.workspace import Workspace
 
-    with open_db(settings.db_path, wait_s=settings.lock_wait_s) as con:
+    with Workspace(settings).write() as con:
         added, existing, problems = import_feeds(con, args.file, role=args.role)
     for p in problems:
         print(f"skipped {p}", file=sys.stderr)
@@ -190,9 +190,9 @@ def cmd_feeds_list(args, settings) -> int:
 
 def cmd_feeds_enable(args, settings) -> int:
     from pipeline.sources.feeds import enable_feed
-    from pipeline.store.database import open_db
+    from pipeline.store.workspace import Workspace
 
-    with open_db(settings.db_path, wait_s=settings.lock_wait_s) as con:
+    with Workspace(settings).write() as con:
         enable_feed(con, args.name)
     print(f"enabled {args.name}; it will be polled on the next run")
     return EXIT_OK
@@ -215,9 +215,9 @@ def cmd_ingest_feeds(args, settings) -> int:
 
 def cmd_ingest_load(args, settings) -> int:
     from pipeline.sources.merge import load_every_lane
-    from pipeline.store.database import open_db
+    from pipeline.store.workspace import Workspace
 
-    with open_db(settings.db_path, wait_s=settings.lock_wait_s) as con:
+    with Workspace(settings).write() as con:
         loads = load_every_lane(con, settings.data_dir, max_failures=settings.max_failures)
     new = sum(r.items_new for r in loads)
     print(f"merged {sum(not r.already_loaded for r in loads)} staged batches ({new} new items); "

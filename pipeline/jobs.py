@@ -16,7 +16,7 @@ from pipeline.config import load_settings
 from pipeline.errors import writable_folder
 from pipeline.sources import batches, ingest, merge
 from pipeline.sources.fetch import FeedRequest
-from pipeline.store.database import open_db
+from pipeline.store.workspace import Workspace
 
 NEWS_ROLES = ("news", "announcement")
 RELEASE_ROLES = ("release",)
@@ -50,7 +50,7 @@ def load_staged(lane: str = "news") -> dict:
     """Merge every batch staged in the lane (this run's and any an earlier run left) into the
     database. Only this lane's: its caller announces what it loaded."""
     s = load_settings()
-    with open_db(s.db_path, wait_s=s.lock_wait_s) as con:
+    with Workspace(s).write() as con:
         loads = merge.load_all_staged(con, batches.staging_lane(s.data_dir, lane), max_failures=s.max_failures)
         ingest.save_plan(con, s.data_dir)
     return {"batches": len(loads), "fetches": sum(r.fetches for r in loads),
@@ -66,7 +66,7 @@ def import_event_catalogs(directory: str | None = None) -> dict:
     folder = Path(directory) if directory else s.data_dir / "events"
     files = sorted(folder.glob("*.csv")) if folder.exists() else []
     out = {"files": len(files), "new": 0, "updated": 0, "rejected": []}
-    with open_db(s.db_path, wait_s=s.lock_wait_s) as con:
+    with Workspace(s).write() as con:
         for f in files:
             r = import_events(con, f)
             out["new"] += r.new
@@ -79,7 +79,7 @@ def promote_release_items() -> dict:
     from pipeline.store.release_events import events_from_release_items
 
     s = load_settings()
-    with open_db(s.db_path, wait_s=s.lock_wait_s) as con:
+    with Workspace(s).write() as con:
         return events_from_release_items(con)
 
 
@@ -95,7 +95,6 @@ def analyze_claim(claim_id: str) -> dict:
     from pipeline.analysis.claims import load_claim
     from pipeline.analysis.runs import analyze
     from pipeline.outputs.verdict import verdict
-    from pipeline.store.workspace import Workspace
 
     claim = load_claim(claim_id)
     try:
@@ -112,7 +111,7 @@ def import_archive(file: str, source: str, time_column: str, text_column: str, r
     from pipeline.sources.import_items import import_items
 
     s = load_settings()
-    with open_db(s.db_path, wait_s=s.lock_wait_s) as con:
+    with Workspace(s).write() as con:
         r = import_items(con, file, source=source, role=role or "news", time_column=time_column,
                          text_column=text_column, url_column=url_column or None,
                          id_column=id_column or None, author_column=author_column or None,
@@ -129,7 +128,6 @@ def weekly_digest(week: str | None = None, *, now: datetime | None = None, recip
     already sent to them. The database is never held while the mail server is talked to."""
     from pipeline.outputs.digest import compose, parse_week, previous_week
     from pipeline.outputs.mailer import send_digest, smtp_deliverer
-    from pipeline.store.workspace import Workspace
 
     ws = Workspace(load_settings())
     w = parse_week(week) if week else previous_week(now or datetime.now(UTC))

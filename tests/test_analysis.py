@@ -9,6 +9,7 @@ from pipeline.analysis.claims import ClaimError, load_claim, parse_claim
 from pipeline.analysis.runs import load_run, store_result
 from pipeline.outputs.verdict import render_text, verdict
 from pipeline.store.database import open_db, query_one
+from pipeline.timing.nulls import NULLS
 
 
 @pytest.fixture
@@ -92,6 +93,25 @@ def test_claim_files_are_checked(tmp_path):
         parse_claim(doc, "x.yaml")
     with pytest.raises(ClaimError, match="no claim 'nope'"):
         load_claim("nope")
+
+
+@pytest.mark.parametrize("null", sorted(NULLS))
+def test_null_options_are_checked_against_what_each_null_takes(null):
+    doc = {"id": "x", "title": "t", "releases": {"event_ids": ["E1"]}, "streams": [{"source": "s"}],
+           "null": null, "null_options": {"bucket_minutes": 60}}
+    with pytest.raises(ClaimError, match="takes no option 'bucket_minutes'"):
+        parse_claim(doc, "x.yaml")
+    for option, default in NULLS[null].options().items():  # every declared option is accepted
+        doc["null_options"] = {option: default}
+        assert parse_claim(doc, "x.yaml").null_options == {option: default}
+
+
+def test_the_command_line_offers_every_registered_null():
+    from pipeline.cli import build_parser
+
+    analyze = build_parser()._subparsers._group_actions[0].choices["analyze"]
+    (null,) = [a for a in analyze._actions if a.dest == "null"]
+    assert set(null.choices) == set(NULLS)
 
 
 def test_a_claim_naming_missing_events_says_what_to_do(case_db):

@@ -37,7 +37,7 @@ from pipeline.timing.coincidence import (
 )
 from pipeline.timing.displacement import DisplacementResult, displacement
 from pipeline.timing.gaps import gap_range, order_of
-from pipeline.timing.nulls import Coverage, make_null
+from pipeline.timing.nulls import NULLS, Coverage, make_null
 from pipeline.timing.pressure import daily_pressure
 from pipeline.timing.stories import load_story_rules, story_matrix
 from pipeline.timing.uncertainty import is_uncertain, over_intervals
@@ -209,7 +209,7 @@ def _test_stream(claim: Claim, releases: list[Event], stream: Stream, surrogates
     pmin, pmed, pmax = summary.pvalue_range(None)
     result = StreamResult(stream.summary(releases), tests, float(np.median(summary.pooled_statistics)),
                           pmed, pmin, pmax, summary.draws, null.describe())
-    if claim.correlogram and claim.null != "poisson":
+    if claim.correlogram and NULLS[claim.null].monte_carlo:
         bin_s = float(claim.correlogram.get("bin_minutes", 10)) * 60
         lag_s = float(claim.correlogram.get("max_lag_minutes", 240)) * 60
         narrow = [e for e in releases if e.hi - e.lo <= bin_s]

@@ -15,7 +15,7 @@ import yaml
 
 from pipeline.config import CLAIMS_DIR, ROLES
 from pipeline.errors import UserError
-from pipeline.timing.nulls import NULLS
+from pipeline.timing.nulls import NULLS, make_null
 
 
 class ClaimError(UserError):
@@ -150,6 +150,11 @@ def parse_claim(doc: dict, where: str = "claim") -> Claim:
     null = doc.get("null", "shuffle-weekday-hour")
     if null not in NULLS:
         raise ClaimError(f"{where}: null {null!r} is not one of {', '.join(NULLS)}")
+    null_options = dict(doc.get("null_options") or {})
+    try:
+        make_null(null, **null_options)
+    except (TypeError, ValueError) as exc:
+        raise ClaimError(f"{where}: null_options: {exc}") from None
     window = parse_window(doc.get("window_minutes", 120), f"{where}: window_minutes")
     claim = Claim(
         id=str(_require(doc, "id", where)),
@@ -161,7 +166,7 @@ def parse_claim(doc: dict, where: str = "claim") -> Claim:
                      if doc.get("competitors") else None),
         window_minutes=window,
         null=null,
-        null_options=dict(doc.get("null_options") or {}),
+        null_options=null_options,
         surrogates=int(doc.get("surrogates", 9999)),
         seed=int(doc.get("seed", 0)),
         uncertainty_draws=int(doc.get("uncertainty_draws", 100)),

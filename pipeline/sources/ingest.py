@@ -236,7 +236,8 @@ def run_ingest(settings, *, names: Iterable[str] | None = None, force: bool = Fa
     from tqdm import tqdm
 
     from pipeline.errors import writable_folder
-    from pipeline.store.database import DatabaseLocked, open_db
+    from pipeline.store.database import DatabaseLocked
+    from pipeline.store.workspace import Workspace
 
     staging = writable_folder(staging_lane(settings.data_dir, "cli"), "staging folder", "MEDIA_TIMING_DATA_DIR")
     requests, note = plan_poll(settings, names=names, force=force, roles=roles)
@@ -248,7 +249,7 @@ def run_ingest(settings, *, names: Iterable[str] | None = None, force: bool = Fa
                                       per_host=settings.fetch_per_host,
                                       processes=settings.fetch_processes, progress=bar.update)
     try:
-        with open_db(settings.db_path, wait_s=settings.lock_wait_s) as con:
+        with Workspace(settings).write() as con:
             loads = load_all_staged(con, staging, max_failures=settings.max_failures)
             save_plan(con, settings.data_dir)
     except DatabaseLocked:

@@ -13,6 +13,7 @@ p-value (b + 1) / (S + 1) valid.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +61,14 @@ class Null:
     preserves = ""
     destroys = ""
     circular = False
+    monte_carlo = True  # draws surrogates (the correlogram and interval draws need one)
+
+    @classmethod
+    def options(cls) -> dict[str, Any]:
+        """The options a claim may set (``null_options``), with their defaults."""
+        sig = inspect.signature(cls.__init__)
+        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        return {n: p.default for n, p in sig.parameters.items() if n != "self" and p.kind in kinds}
 
     def describe(self) -> str:
         return (f"{self.name}: moves the {self.moves}; preserves {self.preserves}; "
@@ -216,12 +225,13 @@ class Poisson(Null):
     moves = "nothing (closed form)"
     preserves = "only the average announcement rate"
     destroys = "daily and weekly rhythms and bursts (screening only: anti-conservative at busy hours)"
+    monte_carlo = False
 
     def pvalues(self, counts: np.ndarray, expected: np.ndarray) -> np.ndarray:
         return stats.poisson.sf(counts - 1, expected)
 
 
-NULLS = {
+NULLS: dict[str, type[Null]] = {
     "shuffle-weekday-hour": WeekdayHourShuffle,
     "jitter": Jitter,
     "circular": CircularShift,
@@ -234,4 +244,9 @@ def make_null(name: str, **options: Any) -> Null:
         cls = NULLS[name]
     except KeyError:
         raise ValueError(f"unknown null {name!r}; choose one of {', '.join(NULLS)}") from None
+    accepted = cls.options()
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(f"null {name!r} takes no option {', '.join(map(repr, unknown))}; it takes "
+                         f"{', '.join(f'{k} (default {v!r})' for k, v in accepted.items()) or 'none'}")
     return cls(**options)
