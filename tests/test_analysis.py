@@ -179,3 +179,31 @@ def test_the_views_say_who_came_first_in_the_terminal_s_words(case_db):
                                 "WHERE release_id = 'E015'").fetchall())
     assert said <= words and len(said) >= 2
     assert oct7["E012"] == oct7["E013"] == "announcement first"
+
+
+def test_one_definition_of_a_usable_time_for_streams_and_release_events(tmp_path, capsys):
+    """v_items says which times every consumer may use: a stream tests only minute-precise,
+    zoned, past times; a release event may be known to the day, never from the future."""
+    from pipeline.analysis.analyze import load_stream
+    from pipeline.analysis.claims import StreamSpec
+    from pipeline.cli import main
+    from pipeline.store.database import open_db
+    from pipeline.store.release_events import events_from_release_items
+
+    f = tmp_path / "rel.csv"
+    f.write_text("when,text\n2016-10-07T20:32:00Z,minute\n2016-10-07,day only\n"
+                 "2016-10-07T16:32:00,zone named\n2999-01-01T00:00:00Z,future\n")
+    db = tmp_path / "x.duckdb"
+    main(["--db", str(db), "import", "items", str(f), "--source", "rel", "--role", "release",
+          "--time-column", "when", "--text-column", "text", "--timezone", "UTC"])
+    capsys.readouterr()
+    with open_db(db) as con:
+        flags = dict(con.execute("SELECT title, (time_usable, minute_usable) FROM v_items").fetchall())
+        stream = load_stream(con, StreamSpec(source="rel", label="rel"))
+        made = events_from_release_items(con)
+    assert flags.get("minute") == (True, True)
+    assert flags.get("day only") == (True, False)
+    assert flags.get("zone named") == (True, True)
+    assert flags.get("future") == (False, False)
+    assert stream.n == 2
+    assert made["usable"] == 3

@@ -42,8 +42,6 @@ from pipeline.timing.pressure import daily_pressure
 from pipeline.timing.stories import load_story_rules, story_matrix
 from pipeline.timing.uncertainty import is_uncertain, over_intervals
 
-# Item times coarser than this (a date without a time of day) can't place an item within a window.
-MAX_ITEM_PRECISION_S = 60
 TIMING_DIR = Path(__file__).parents[1] / "timing"
 CODE_FILES = ("analyze.py", "results.py")
 
@@ -146,11 +144,9 @@ def load_stream(con: duckdb.DuckDBPyConnection, spec: StreamSpec) -> Stream:
         return Stream(spec, lo[keep], hi[keep], best[keep], cov, int((~keep).sum()),
                       "known only to the day")
     rows = con.execute(
-        """SELECT epoch(i.published_utc) AS t,
-                  (i.published_utc IS NOT NULL AND i.time_zone_explicit
-                   AND i.time_precision_s <= ?) AS usable
-           FROM items i JOIN sources s USING (source_id) WHERE s.name = ? ORDER BY t""",
-        [MAX_ITEM_PRECISION_S, spec.source],
+        """SELECT epoch(published_utc) AS t, minute_usable AS usable
+           FROM v_items WHERE source = ? ORDER BY t""",
+        [spec.source],
     ).df()
     usable = rows["usable"].fillna(False).to_numpy(dtype=bool)
     t = rows["t"].to_numpy(dtype=np.float64)[usable]
@@ -159,7 +155,7 @@ def load_stream(con: duckdb.DuckDBPyConnection, spec: StreamSpec) -> Stream:
     start = np.floor(t.min() / DEFAULT_STEP) * DEFAULT_STEP
     end = np.ceil(t.max() / DEFAULT_STEP) * DEFAULT_STEP + DEFAULT_STEP
     return Stream(spec, t, t, t, Coverage(float(start), float(end)), int((~usable).sum()),
-                  "no time of day, or no stated zone")
+                  "no time of day, no stated zone, or in the future")
 
 
 def code_version() -> str:
@@ -251,8 +247,7 @@ class StoryInputs:
 def _story_inputs(con, claim: Claim, spec: dict) -> StoryInputs:
     news = con.execute(
         """SELECT epoch(i.published_utc) AS t, strftime(i.published_utc, '%Y-%m-%d') AS day, i.title
-           FROM items i JOIN sources s USING (source_id)
-           WHERE s.name = ? AND i.published_utc IS NOT NULL AND i.time_zone_explicit
+           FROM v_items i WHERE i.source = ? AND i.time_usable
            ORDER BY i.published_utc, i.item_id""",
         [spec["news_source"]],
     ).df()

@@ -297,8 +297,8 @@ def _coverage_png(con, facts: WeekFacts) -> bytes | None:
     span = COVERAGE_HOURS * 3600
     # Only the hours the chart shows: the items table grows for as long as feeds are polled.
     news = con.execute(
-        """SELECT epoch(i.published_utc) AS t, i.title FROM items i JOIN sources s USING (source_id)
-           WHERE s.role = 'news' AND i.published_utc IS NOT NULL AND i.time_zone_explicit
+        """SELECT epoch(i.published_utc) AS t, i.title FROM v_items i
+           WHERE i.role = 'news' AND i.minute_usable
              AND i.published_utc >= to_timestamp(?) AND i.published_utc <= to_timestamp(?)""",
         [min(centres) - span, max(centres) + span]).df()
     if news.empty:

@@ -17,12 +17,9 @@ from pipeline.store import items as store
 
 def events_from_release_items(con: duckdb.DuckDBPyConnection) -> dict:
     items = con.execute(
-        """SELECT i.item_id, s.name AS source, i.title, i.url, i.published_utc, i.published_raw,
-                  coalesce(i.time_precision_s, 1) AS precision_s,
-                  i.published_utc IS NOT NULL AND i.time_zone_explicit
-                    AND NOT list_contains(i.time_flags, 'future') AS usable
-           FROM items i JOIN sources s USING (source_id)
-           WHERE s.role = 'release' ORDER BY i.item_id"""
+        """SELECT item_id, source, title, url, published_utc, published_raw,
+                  coalesce(time_precision_s, 1) AS precision_s, time_usable AS usable
+           FROM v_items WHERE role = 'release' ORDER BY item_id"""
     ).df()
     usable = items[items["usable"].fillna(False).astype(bool)]
     ts = usable["published_utc"].dt.tz_convert("UTC")

@@ -1,10 +1,18 @@
 -- Analyst views over the core tables. Re-created on every migrate; safe to query any time.
 
--- Items with their source's name and role; local_minute is the minute in UTC, for joins.
+-- Items with their source's name and role, and the one definition of a usable time that every
+-- analysis, chart and release event reads:
+--   time_usable:  a parsed time with a stated (or named) zone, not in the future;
+--   minute_usable: that, and precise to the minute (a date alone cannot place an item in a window).
 CREATE OR REPLACE VIEW v_items AS
 SELECT i.item_id, s.name AS source, s.role, i.published_utc, i.published_raw,
        i.time_precision_s, i.time_zone_explicit, i.time_flags, i.title, i.author, i.url,
-       i.url_normalized, i.guid, i.first_seen_utc, i.provenance, i.dedup_key, i.source_id
+       i.url_normalized, i.guid, i.first_seen_utc, i.provenance, i.dedup_key, i.source_id,
+       coalesce(i.published_utc IS NOT NULL AND i.time_zone_explicit
+                AND NOT list_contains(coalesce(i.time_flags, []), 'future'), false) AS time_usable,
+       coalesce(i.published_utc IS NOT NULL AND i.time_zone_explicit
+                AND NOT list_contains(coalesce(i.time_flags, []), 'future')
+                AND coalesce(i.time_precision_s, 1) <= 60, false) AS minute_usable
 FROM items i JOIN sources s USING (source_id);
 
 -- Events with the width of their time interval; day_only events are never a point in time.
