@@ -384,3 +384,23 @@ def test_a_consumer_that_stops_early_is_not_held_by_slow_transfers(threaded_http
     outcomes.close()
     assert first.request.name == "fast" and first.status == "fetched"
     assert time.monotonic() - started < 2
+
+
+@pytest.mark.parametrize("body, status", [
+    (None, "ok"),                                # the fixture feed
+    (b"<html><body>hello</body></html>", "not_a_feed"),
+    (b"<?xml version='1.0'?><rss version='2.0'><channel><title>t</title><item><title>a", "failed"),
+])
+def test_parsing_returns_a_new_outcome_and_leaves_the_fetch_record_alone(body, status):
+    from pipeline.sources.batches import parse_outcome
+    from pipeline.sources.fetch import FeedRequest, FetchOutcome
+    from tests.conftest import FIXTURES
+
+    raw = body if body is not None else (FIXTURES / "feeds" / "4179e7a13df0f120.xml").read_bytes()
+    out = FetchOutcome(FeedRequest(1, "f", "http://example.org/f.xml"), "k", datetime.now(UTC), "fetched",
+                       http_status=200, body=raw, bytes=len(raw))
+    polled = parse_outcome(out)
+    assert polled.outcome.status == status
+    assert polled.outcome.body is None
+    assert (out.status, out.body, out.error) == ("fetched", raw, None)
+    assert (polled.feed is not None) == (status == "ok")

@@ -8,7 +8,7 @@ import hashlib
 import shutil
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -37,21 +37,18 @@ class Polled:
 
 
 def parse_outcome(out: FetchOutcome) -> Polled:
-    polled = Polled(out)
-    if out.status == "fetched":
-        try:
-            polled.feed = parse_feed.parse_feed(out.body, out.headers)
-        except parse_feed.NotAFeed as exc:
-            out.status, out.error = "not_a_feed", str(exc)
-        else:
-            if polled.feed.truncated and not out.complete_length:
-                out.status = "failed"
-                out.error = "body ended early: the connection closed before the document was complete"
-                polled.feed = None
-            else:
-                out.status = "ok"
-    out.body = None  # parsed; don't carry megabytes around
-    return polled
+    """The fetch parsed: a new outcome (ok, not_a_feed, or failed when the document was cut
+    short) without its body, beside the feed; the fetch record itself is left as fetched."""
+    if out.status != "fetched":
+        return Polled(replace(out, body=None))
+    try:
+        feed = parse_feed.parse_feed(out.body, out.headers)
+    except parse_feed.NotAFeed as exc:
+        return Polled(replace(out, body=None, status="not_a_feed", error=str(exc)))
+    if feed.truncated and not out.complete_length:
+        return Polled(replace(out, body=None, status="failed",
+                              error="body ended early: the connection closed before the document was complete"))
+    return Polled(replace(out, body=None, status="ok"), feed)
 
 
 @dataclass

@@ -67,7 +67,8 @@ class Limits:
 @dataclass
 class FetchOutcome:
     """One HTTP exchange. ``status`` is fetched (a body to parse), not_modified, unchanged
-    (same body hash as last time), or failed; parsing may later turn fetched into ok/not_a_feed."""
+    (same body hash as last time), or failed; parsing returns a new outcome (ok, not_a_feed) and
+    never edits this one."""
 
     request: FeedRequest
     fetch_key: str
