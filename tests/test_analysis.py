@@ -207,3 +207,24 @@ def test_one_definition_of_a_usable_time_for_streams_and_release_events(tmp_path
     assert flags.get("future") == (False, False)
     assert stream.n == 2
     assert made["usable"] == 3
+
+
+def test_displacement_counts_only_minute_precise_news_and_pressure_takes_dates(case_db, tmp_path, capsys):
+    """A headline known only to the day cannot be placed in a six-hour window; it can be counted
+    in its day. Both inputs come from the same stream through v_items."""
+    from pipeline.analysis.analyze import prepare_claim
+    from pipeline.cli import main
+    from pipeline.store.database import open_db
+
+    f = tmp_path / "more.csv"
+    f.write_text("when,text,who\n2016-10-08,Podesta emails leaked: day-only copy,someone\n")
+    assert main(["--db", str(case_db), "import", "items", str(f), "--source", "ira_newsfeed",
+                 "--time-column", "when", "--text-column", "text", "--author-column", "who",
+                 "--timezone", "UTC"]) in (0, 1)
+    capsys.readouterr()
+    with open_db(case_db) as con:
+        prep = prepare_claim(con, load_claim("oct7_2016"), surrogates=99, draws=2)
+    day_only = "Podesta emails leaked: day-only copy"
+    assert day_only not in set(prep.displacement_news.titles)
+    assert day_only in set(prep.pressure_news.titles)
+    assert len(prep.pressure_news.times) == len(prep.displacement_news.times) + 1

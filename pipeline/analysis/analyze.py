@@ -244,11 +244,14 @@ class StoryInputs:
         return h.hexdigest()[:16]
 
 
-def _story_inputs(con, claim: Claim, spec: dict) -> StoryInputs:
+def _story_inputs(con, claim: Claim, spec: dict, *, to_the_minute: bool) -> StoryInputs:
+    """The news stream for stories. Displacement counts items in windows of hours, so only
+    minute-precise times (``to_the_minute``); pressure counts by day, so a date is enough."""
+    usable = "i.minute_usable" if to_the_minute else "i.time_usable"
     news = con.execute(
-        """SELECT epoch(i.published_utc) AS t, strftime(i.published_utc, '%Y-%m-%d') AS day, i.title
-           FROM v_items i WHERE i.source = ? AND i.time_usable
-           ORDER BY i.published_utc, i.item_id""",
+        f"""SELECT epoch(i.published_utc) AS t, strftime(i.published_utc, '%Y-%m-%d') AS day, i.title
+            FROM v_items i WHERE i.source = ? AND {usable}
+            ORDER BY i.published_utc, i.item_id""",
         [spec["news_source"]],
     ).df()
     if news.empty:
@@ -324,11 +327,11 @@ def prepare_claim(con: duckdb.DuckDBPyConnection, claim: Claim, *, surrogates: i
     prep = PreparedClaim(claim, seed, releases, streams, {}, {}, "",
                          competitors=load_events(con, claim.competitors) if claim.competitors else [])
     if claim.displacement:
-        prep.displacement_news = _story_inputs(con, claim, claim.displacement)
+        prep.displacement_news = _story_inputs(con, claim, claim.displacement, to_the_minute=True)
         prep.displacement_series = load_events(
             con, EventSelector.parse(claim.displacement["series"], "displacement.series"))
     if claim.pressure:
-        prep.pressure_news = _story_inputs(con, claim, claim.pressure)
+        prep.pressure_news = _story_inputs(con, claim, claim.pressure, to_the_minute=False)
     prep.snapshot = {
         "releases": {e.event_id: [iso_z(e.lo), iso_z(e.hi)] for e in releases},
         "streams": {s.spec.label: {"n": s.n, "excluded": s.excluded, "first": iso_z(s.coverage.start),
