@@ -37,6 +37,7 @@ from pipeline.sources.csvfile import (
     is_gzip,
     iter_records,
     open_binary,
+    truncated_gzip,
 )
 
 REJECTS_LIMIT = 100_000  # beyond this many rejects the reference reader takes over
@@ -77,7 +78,7 @@ def _line_starts(path: Path, positions: list[int]) -> tuple[list[int], int]:
                 seen = end
                 last = (last + chunk)[-65536:]
         except (EOFError, OSError, zlib.error) as exc:
-            raise CsvFileError(f"{path}: not a complete gzip file ({exc}); was the download cut short?") from None
+            raise truncated_gzip(path, exc) from None
     body = last.rstrip(b"\r\n \t")
     last_text_line = newlines - last[len(body):].count(b"\n") + 1 if body else 0
     return [found.get(p, newlines + 2) for p in positions], last_text_line
@@ -297,9 +298,8 @@ def drop(con: duckdb.DuckDBPyConnection, table: str) -> None:
     """Everything a scan made: the relation and what it is built from."""
     # A view after DuckDB's read, a table after the reference reader's: DuckDB's DROP VIEW IF
     # EXISTS refuses a table of that name, so ask the catalog which it is.
-    for (name, kind) in con.execute(
-            "SELECT view_name, 'VIEW' FROM duckdb_views() WHERE temporary AND view_name = ?", [table]).fetchall():
-        con.execute(f"DROP {kind} {name}")
+    if con.execute("SELECT 1 FROM duckdb_views() WHERE temporary AND view_name = ?", [table]).fetchone():
+        con.execute(f"DROP VIEW {table}")
     for t in (table, f"{table}_raw", f"{table}_recovered", f"{table}_lines"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
 

@@ -46,7 +46,7 @@ def open_binary(path: Path):
     return gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")
 
 
-def _truncated(path: Path, exc: BaseException) -> CsvFileError:
+def truncated_gzip(path: Path, exc: BaseException) -> CsvFileError:
     return CsvFileError(f"{path}: not a complete gzip file ({exc}); was the download cut short?")
 
 
@@ -87,7 +87,7 @@ def lines(path: Path, undecodable: set[int] | None = None) -> Iterator[str]:
                             undecodable.add(n)
                         yield part
         except (EOFError, OSError, zlib.error) as exc:
-            raise _truncated(path, exc) from None
+            raise truncated_gzip(path, exc) from None
     finally:
         raw.close()
 
