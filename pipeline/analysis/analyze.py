@@ -244,16 +244,27 @@ class StoryInputs:
         return h.hexdigest()[:16]
 
 
-def _story_inputs(con, claim: Claim, spec: dict, *, to_the_minute: bool) -> StoryInputs:
+def _news_items(con, source: str, loaded: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """A news source's items with a usable time, read once per claim (displacement and pressure
+    usually read the same source)."""
+    if source not in loaded:
+        loaded[source] = con.execute(
+            """SELECT epoch(i.published_utc) AS t, strftime(i.published_utc, '%Y-%m-%d') AS day, i.title,
+                      i.minute_usable AS minute
+               FROM v_items i WHERE i.source = ? AND i.time_usable
+               ORDER BY i.published_utc, i.item_id""",
+            [source],
+        ).df()
+    return loaded[source]
+
+
+def _story_inputs(con, claim: Claim, spec: dict, loaded: dict[str, pd.DataFrame], *,
+                  to_the_minute: bool) -> StoryInputs:
     """The news stream for stories. Displacement counts items in windows of hours, so only
     minute-precise times (``to_the_minute``); pressure counts by day, so a date is enough."""
-    usable = "i.minute_usable" if to_the_minute else "i.time_usable"
-    news = con.execute(
-        f"""SELECT epoch(i.published_utc) AS t, strftime(i.published_utc, '%Y-%m-%d') AS day, i.title
-            FROM v_items i WHERE i.source = ? AND {usable}
-            ORDER BY i.published_utc, i.item_id""",
-        [spec["news_source"]],
-    ).df()
+    news = _news_items(con, spec["news_source"], loaded)
+    if to_the_minute:
+        news = news[news["minute"]].reset_index(drop=True)
     if news.empty:
         raise AnalysisError(f"news source {spec['news_source']!r} has no items with usable times")
     path = resolve_relative(claim, spec["stories_file"])
@@ -326,12 +337,13 @@ def prepare_claim(con: duckdb.DuckDBPyConnection, claim: Claim, *, surrogates: i
     streams, skipped = _load_streams(con, claim)
     prep = PreparedClaim(claim, seed, releases, streams, {}, {}, "",
                          competitors=load_events(con, claim.competitors) if claim.competitors else [])
+    news: dict[str, pd.DataFrame] = {}  # each news source read once
     if claim.displacement:
-        prep.displacement_news = _story_inputs(con, claim, claim.displacement, to_the_minute=True)
+        prep.displacement_news = _story_inputs(con, claim, claim.displacement, news, to_the_minute=True)
         prep.displacement_series = load_events(
             con, EventSelector.parse(claim.displacement["series"], "displacement.series"))
     if claim.pressure:
-        prep.pressure_news = _story_inputs(con, claim, claim.pressure, to_the_minute=False)
+        prep.pressure_news = _story_inputs(con, claim, claim.pressure, news, to_the_minute=False)
     prep.snapshot = {
         "releases": {e.event_id: [iso_z(e.lo), iso_z(e.hi)] for e in releases},
         "streams": {s.spec.label: {"n": s.n, "excluded": s.excluded, "first": iso_z(s.coverage.start),
