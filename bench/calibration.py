@@ -18,7 +18,8 @@ from scipy import stats
 
 from pipeline.timing import simulate
 from pipeline.timing.coincidence import coincidence_test
-from pipeline.timing.nulls import CircularShift, Coverage, Jitter, Poisson, WeekdayHourShuffle
+from pipeline.timing.nulls import CircularShift, Coverage, Jitter, WeekdayHourShuffle
+from pipeline.timing.screen import PoissonScreen as Poisson
 
 START_WEEK, WEEKS = 2440, 10
 

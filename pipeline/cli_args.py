@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 
 from pipeline.config import ROLES
-from pipeline.timing.nulls import NULLS
+from pipeline.timing.registry import MODELS
 
 
 def iso_week(text: str):
-    from pipeline.outputs.digest import WeekError, parse_week
+    from pipeline.outputs.week_facts import WeekError, parse_week
 
     try:
         return parse_week(text)
@@ -109,7 +109,7 @@ def _analyze(sub, h) -> None:
     a.add_argument("--releases", help="CSV of release times")
     a.add_argument("--announcements", help="CSV of announcement times")
     a.add_argument("--window", type=whole_minutes, help="window in whole minutes (default 120, or the claim's)")
-    a.add_argument("--null", choices=list(NULLS),
+    a.add_argument("--null", choices=list(MODELS),
                    help="null model (default shuffle-weekday-hour, or the claim's)")
     a.add_argument("--surrogates", type=positive_int, help="Monte Carlo surrogates (default 9999, or the claim's)")
     a.add_argument("--seed", type=int, help="random seed (default 0, or the claim's)")

@@ -9,7 +9,7 @@ from pipeline.analysis.claims import ClaimError, load_claim, parse_claim
 from pipeline.analysis.runs import load_run, store_result
 from pipeline.outputs.verdict import render_text, verdict
 from pipeline.store.database import open_db, query_one
-from pipeline.timing.nulls import NULLS
+from pipeline.timing.registry import MODELS as NULLS
 
 
 @pytest.fixture

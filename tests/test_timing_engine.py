@@ -10,7 +10,8 @@ from pipeline.timing import counting, simulate
 from pipeline.timing.coincidence import benjamini_hochberg, coincidence_test, correlogram_test
 from pipeline.timing.counting import Announcements, PositionCounter, Reach
 from pipeline.timing.gaps import lead_lag, nearest_gaps
-from pipeline.timing.nulls import WEEK, CircularShift, Coverage, Jitter, Poisson, WeekdayHourShuffle
+from pipeline.timing.nulls import WEEK, CircularShift, Coverage, Jitter, WeekdayHourShuffle
+from pipeline.timing.screen import PoissonScreen as Poisson
 
 START_WEEK = 2440  # a Monday in October 2016, in weeks since 1970-01-05
 STEP = 60.0

@@ -10,6 +10,7 @@ import pytest
 from pipeline.analysis.runs import latest_runs, load_run
 from pipeline.outputs.charts import correlogram_figure
 from pipeline.outputs.verdict import (
+    caveats,
     displacement_reading,
     fmt_count,
     fmt_span,
@@ -20,7 +21,8 @@ from pipeline.outputs.verdict import (
     stream_rows,
 )
 from pipeline.timing.coincidence import correlogram_test
-from pipeline.timing.nulls import Coverage, make_null
+from pipeline.timing.nulls import Coverage, Null
+from pipeline.timing.registry import MODELS, NULLS, SCREENS, make_null
 
 
 @pytest.fixture
@@ -88,3 +90,26 @@ def test_correlogram_bands_never_go_below_zero_and_the_chart_names_its_bins():
     fig = correlogram_figure(corr, "sparse")
     ax = fig.axes[0]
     assert "bins of 20 min" in ax.get_xlabel() and ax.get_ylim()[0] == 0
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_verdict_carries_the_caveat_its_null_declares(oct7, name):
+    """The caveats come from the model registry: a verdict made under a null says what that null
+    cannot show, and never another null's words."""
+    result = dataclasses.replace(oct7, claim=dataclasses.replace(oct7.claim, null=name))
+    said = " ".join(caveats(result))
+    assert MODELS[name].caveat and MODELS[name].caveat in said
+    for other in set(MODELS) - {name}:
+        assert MODELS[other].caveat not in said
+    weeks_note = "compares a release with the same hour of the week" in said
+    assert weeks_note == (name == "shuffle-weekday-hour")
+
+
+def test_the_poisson_screen_is_not_a_monte_carlo_null():
+    screen = make_null("poisson")
+    assert not isinstance(screen, Null) and not hasattr(screen, "draw")
+    assert set(NULLS) | set(SCREENS) == set(MODELS) and not set(NULLS) & set(SCREENS)
+    cov = Coverage(0.0, 7 * 86400.0)
+    with pytest.raises(ValueError, match="needs a Monte Carlo null"):
+        correlogram_test(np.array([3600.0 * 30]), np.arange(0, 7 * 86400, 600.0), bin_s=1200,
+                         max_lag_s=7200, null=screen, coverage=cov)

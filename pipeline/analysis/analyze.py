@@ -37,8 +37,9 @@ from pipeline.timing.coincidence import (
 )
 from pipeline.timing.displacement import DisplacementResult, displacement
 from pipeline.timing.gaps import gap_range, order_of
-from pipeline.timing.nulls import NULLS, Coverage, make_null
+from pipeline.timing.nulls import Coverage
 from pipeline.timing.pressure import daily_pressure
+from pipeline.timing.registry import NULLS, make_null
 from pipeline.timing.stories import load_story_rules, story_matrix
 from pipeline.timing.uncertainty import is_uncertain, over_intervals
 
@@ -181,8 +182,7 @@ def _test_stream(claim: Claim, releases: list[Event], stream: Stream, surrogates
     # One run at the best estimates, for what does not vary (testability, candidate weeks).
     mids = np.where(is_uncertain(rel[0], rel[1], DEFAULT_STEP), (rel[0] + rel[1]) / 2, rel[2])
     probe = test(mids, stream.best, seed)
-    weeks = (probe.positions / (null.bucket_s / DEFAULT_STEP)
-             if hasattr(null, "bucket_s") else None)
+    weeks = null.candidate_weeks(probe.positions, DEFAULT_STEP)
     tests = []
     ann_sorted = np.sort(stream.best)
     for i, e in enumerate(releases):
@@ -205,7 +205,7 @@ def _test_stream(claim: Claim, releases: list[Event], stream: Stream, surrogates
     pmin, pmed, pmax = summary.pvalue_range(None)
     result = StreamResult(stream.summary(releases), tests, float(np.median(summary.pooled_statistics)),
                           pmed, pmin, pmax, summary.draws, null.describe())
-    if claim.correlogram and NULLS[claim.null].monte_carlo:
+    if claim.correlogram and claim.null in NULLS:
         bin_s = float(claim.correlogram.get("bin_minutes", 10)) * 60
         lag_s = float(claim.correlogram.get("max_lag_minutes", 240)) * 60
         narrow = [e for e in releases if e.hi - e.lo <= bin_s]

@@ -10,7 +10,8 @@ from pipeline.errors import UserError
 from pipeline.sources.csvfile import read_records
 from pipeline.timestamps import iso_z, parse_times
 from pipeline.timing.coincidence import DEFAULT_STEP, coincidence_test
-from pipeline.timing.nulls import Coverage, make_null
+from pipeline.timing.nulls import Coverage
+from pipeline.timing.registry import make_null
 from pipeline.timing.uncertainty import over_intervals
 
 

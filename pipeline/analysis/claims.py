@@ -15,7 +15,7 @@ import yaml
 
 from pipeline.config import CLAIMS_DIR, ROLES
 from pipeline.errors import UserError
-from pipeline.timing.nulls import NULLS, make_null
+from pipeline.timing.registry import MODELS, make_null
 
 
 class ClaimError(UserError):
@@ -148,8 +148,8 @@ def parse_claim(doc: dict, where: str = "claim") -> Claim:
             role=s.get("role"),
         ))
     null = doc.get("null", "shuffle-weekday-hour")
-    if null not in NULLS:
-        raise ClaimError(f"{where}: null {null!r} is not one of {', '.join(NULLS)}")
+    if null not in MODELS:
+        raise ClaimError(f"{where}: null {null!r} is not one of {', '.join(MODELS)}")
     null_options = dict(doc.get("null_options") or {})
     try:
         make_null(null, **null_options)

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from pipeline.analysis.results import AnalysisResult, Event, ReleaseTest, StreamResult
+from pipeline.timing.registry import MODELS
 
 ALWAYS = (
     "Timing is evidence of coincidence, never proof of intent: a p-value says how unusual the "
@@ -27,7 +28,7 @@ AFTER_THE_FACT = (
 )
 COMMON_CAUSE = (
     "Clustering can have a common cause (a busy news day, a debate, a storm) that moves both "
-    "streams; the null keeps weekday and hour, not the news agenda."
+    "streams."
 )
 CURATED = ("curated: its events were researched because they sit near releases, so closeness is "
            "built in; not evidence")
@@ -249,14 +250,12 @@ def caveats(result: AnalysisResult) -> list[str]:
     out = list(ALWAYS)
     if len(result.releases) == 1:
         out.append(AFTER_THE_FACT)
-    out.append(COMMON_CAUSE)
+    model = MODELS.get(result.claim.null)
+    out.append(f"{COMMON_CAUSE} {model.caveat}" if model and model.caveat else COMMON_CAUSE)
     weeks = [t.candidate_weeks for s in honest for t in s.releases if t.candidate_weeks]
-    if weeks:
-        out.append(
-            f"The weekday-hour null compares a release with the same hour of the week in other weeks "
-            f"of each stream ({min(weeks):.0f}-{max(weeks):.0f} weeks here), so one release can "
-            f"never reach a p-value much below 1/(weeks); that is all the evidence there is."
-        )
+    note = model.resolution(weeks) if model else None
+    if note:
+        out.append(note)
     if any(t.pvalue_min != t.pvalue_max for s in result.streams for t in s.releases):
         out.append(
             "Where a time is an interval (a day-only release, an 'about 3:30 pm'), the p-value is "

@@ -21,7 +21,8 @@ from numpy.typing import ArrayLike
 from scipy import stats
 
 from .counting import Announcements, PositionCounter
-from .nulls import CircularShift, Coverage, Null, Poisson
+from .nulls import CircularShift, Coverage, Model, Null
+from .screen import PoissonScreen
 
 DEFAULT_STEP = 60.0
 # Surrogates are drawn in fixed-size chunks, each with its own child seed, so results do not
@@ -43,7 +44,7 @@ def _as_steps(window_s: float, step: float) -> int:
     return int(round(w))
 
 
-def _prepare(announcements: ArrayLike, coverage: Coverage, null: Null, step: float) -> Announcements:
+def _prepare(announcements: ArrayLike, coverage: Coverage, null: Model, step: float) -> Announcements:
     times = np.asarray(announcements, dtype=np.float64)
     if isinstance(null, CircularShift):
         period = null.period_steps(coverage, step) * step
@@ -127,7 +128,7 @@ def coincidence_test(
     announcements: ArrayLike,
     *,
     window_s: float,
-    null: Null,
+    null: Model,
     coverage: Coverage,
     n_surrogates: int = 9999,
     seed: int | None = 0,
@@ -143,8 +144,10 @@ def coincidence_test(
     m = len(rel)
     w = _as_steps(window_s, step)
     ann = _prepare(announcements, coverage, null, step)
-    if isinstance(null, Poisson):
-        return _poisson_test(rel, ann, window_s, coverage, null)
+    if isinstance(null, PoissonScreen):
+        return _screen_test(rel, ann, window_s, coverage, null)
+    if not isinstance(null, Null):
+        raise TypeError(f"{null.name!r} is neither a Monte Carlo null nor the Poisson screen")
 
     probe = null.draw(rel, coverage, window_s, step, np.random.default_rng(0), 1)
     counter = PositionCounter(ann, rel, step, w, probe.reach)
@@ -180,26 +183,20 @@ def coincidence_test(
     )
 
 
-def _poisson_test(rel: np.ndarray, ann: Announcements, window_s: float, coverage: Coverage, null: Poisson) -> CoincidenceResult:
-    inside = (ann.times >= coverage.start) & (ann.times < coverage.end)
-    rate = inside.sum() / coverage.length
-    lo = np.maximum(rel - window_s, coverage.start)
-    hi = np.minimum(rel + window_s, coverage.end)
-    testable = (rel >= coverage.start) & (rel < coverage.end)
-    expected = rate * np.clip(hi - lo, 0, None)
-    counts = (np.searchsorted(ann.times, rel + window_s, side="right")
-              - np.searchsorted(ann.times, rel - window_s, side="left"))
-    pvals = np.where(testable, null.pvalues(counts, expected), np.nan)
-    total = counts[testable].sum()
-    pooled = float(stats.poisson.sf(total - 1, expected[testable].sum())) if testable.any() else np.nan
+def _screen_test(rel: np.ndarray, ann: Announcements, window_s: float, coverage: Coverage,
+                 screen: PoissonScreen) -> CoincidenceResult:
+    sc = screen.screen(rel, ann.times, window_s, coverage)
+    m = len(rel)
     return CoincidenceResult(
-        statistic=float(total), pvalue=pooled, counts=counts, pvalues=pvals,
-        null_distribution=np.array([]), null_counts_mean=np.where(testable, expected, np.nan),
-        testable=testable, positions=np.full(len(rel), -1),
-        reasons=[None if t else "release is outside the coverage" for t in testable],
-        greater=np.zeros(len(rel), dtype=int), equal=np.zeros(len(rel), dtype=int), window_s=window_s, null=null.name, null_description=null.describe(), n_surrogates=0,
-        seed=None, parameters={"null": null.name, "window_minutes": window_s / 60,
-                               "rate_per_hour": rate * 3600},
+        statistic=float(sc.counts[sc.testable].sum()), pvalue=sc.pooled_pvalue, counts=sc.counts,
+        pvalues=sc.pvalues, null_distribution=np.array([]),
+        null_counts_mean=np.where(sc.testable, sc.expected, np.nan), testable=sc.testable,
+        positions=np.full(m, -1),
+        reasons=[None if t else "release is outside the coverage" for t in sc.testable],
+        greater=np.zeros(m, dtype=int), equal=np.zeros(m, dtype=int), window_s=window_s,
+        null=screen.name, null_description=screen.describe(), n_surrogates=0, seed=None,
+        parameters={"null": screen.name, "window_minutes": window_s / 60,
+                    "rate_per_hour": sc.rate_per_s * 3600},
     )
 
 
@@ -243,7 +240,7 @@ def correlogram_test(
     *,
     bin_s: float,
     max_lag_s: float,
-    null: Null,
+    null: Model,
     coverage: Coverage,
     n_surrogates: int = 9999,
     seed: int | None = 0,
@@ -256,8 +253,8 @@ def correlogram_test(
     release. The global envelope follows the max-statistic construction of Grün, Diesmann and
     Aertsen's surrogate methods: it controls the chance of any excursion across all lags.
     """
-    if isinstance(null, Poisson):
-        raise ValueError("the correlogram test needs a Monte Carlo null, not the Poisson screen")
+    if not isinstance(null, Null):
+        raise ValueError(f"the correlogram test needs a Monte Carlo null, not {null.name!r}")
     rel = np.asarray(releases, dtype=np.float64)
     m = len(rel)
     b = _as_steps(bin_s, step)

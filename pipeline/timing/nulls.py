@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from .counting import Reach
 
@@ -55,13 +54,17 @@ class Draws:
     reach: list[Reach]  # every step the null could have drawn, per release
 
 
-class Null:
+class Model:
+    """What every model of "by chance" declares, Monte Carlo null or closed-form screen: its
+    name, its options (validated by ``make_null``), what it moves and keeps, and the caveat a
+    verdict made under it must carry. The verdict wording, the CLI's choices and the claim
+    loader read these declarations and nothing else."""
+
     name = ""
     moves = "releases"
     preserves = ""
     destroys = ""
-    circular = False
-    monte_carlo = True  # draws surrogates (the correlogram and interval draws need one)
+    caveat = ""  # what a result under this model cannot show, in one sentence for the verdict
 
     @classmethod
     def options(cls) -> dict[str, Any]:
@@ -76,6 +79,22 @@ class Null:
 
     def parameters(self) -> dict[str, Any]:
         return {"null": self.name}
+
+    def candidate_weeks(self, positions: np.ndarray, step: float) -> np.ndarray | None:
+        """How many weeks each release could have been moved to, where the model counts in
+        weeks (it bounds how small one release's p-value can be); None where it does not."""
+        return None
+
+    @classmethod
+    def resolution(cls, weeks: list[float]) -> str | None:
+        """The caveat on how fine a p-value can be, given the candidate weeks of a result."""
+        return None
+
+
+class Null(Model):
+    """A Monte Carlo null: draws surrogate release positions."""
+
+    circular = False
 
     def draw(self, releases: np.ndarray, coverage: Coverage, window_s: float, step: float,
              rng: np.random.Generator, n: int) -> Draws:
@@ -100,12 +119,24 @@ class WeekdayHourShuffle(Null):
     preserves = ("the announcement stream exactly, and each release's weekday and hour of day "
                  "(so business hours and weekly rhythms cannot make a coincidence)")
     destroys = "which week, and which minute within the hour, a release fell in"
+    caveat = "The weekday-hour null keeps weekday and hour, not the news agenda."
 
     def __init__(self, bucket_s: float = 3600.0):
         self.bucket_s = float(bucket_s)
 
     def parameters(self) -> dict[str, Any]:
         return {"null": self.name, "bucket_minutes": self.bucket_s / 60}
+
+    def candidate_weeks(self, positions: np.ndarray, step: float) -> np.ndarray | None:
+        return np.asarray(positions, dtype=np.float64) / (self.bucket_s / step)
+
+    @classmethod
+    def resolution(cls, weeks: list[float]) -> str | None:
+        if not weeks:
+            return None
+        return (f"The weekday-hour null compares a release with the same hour of the week in other "
+                f"weeks of each stream ({min(weeks):.0f}-{max(weeks):.0f} weeks here), so one release "
+                f"can never reach a p-value much below 1/(weeks); that is all the evidence there is.")
 
     def draw(self, releases: np.ndarray, coverage: Coverage, window_s: float, step: float,
              rng: np.random.Generator, n: int) -> Draws:
@@ -149,6 +180,8 @@ class Jitter(Null):
     name = "jitter"
     preserves = "the announcement stream exactly, and each release's time to within ±J"
     destroys = "alignment finer than ±J"
+    caveat = ("The jitter null keeps everything slower than ±J on both sides, the day's news "
+              "agenda included: it speaks only to alignment finer than that.")
 
     def __init__(self, jitter_s: float = 6 * 3600.0):
         self.jitter_s = float(jitter_s)
@@ -180,6 +213,9 @@ class CircularShift(Null):
     name = "circular"
     preserves = "both streams' internal structure (the spacing of the releases, the announcement bursts)"
     destroys = "the alignment of one stream against the other"
+    caveat = ("The circular shift moves releases to other times of day and week (unless its "
+              "shift_unit is day or week), so rhythms both streams share can make a coincidence "
+              "look rarer than it is.")
     circular = True
 
     def __init__(self, shift_unit: str = "step"):
@@ -212,41 +248,3 @@ class CircularShift(Null):
         reaches = [Reach.interval(-int(o), period - 1 - int(o)) if t else Reach.interval(0, 0)
                    for o, t in zip(offset, testable)]
         return Draws(steps, testable, positions, reason, reaches)
-
-
-class Poisson(Null):
-    """Announcements as a homogeneous Poisson process at the stream's average rate.
-
-    Closed form, for screening only: it ignores that news has a daily and weekly rhythm and comes
-    in bursts, so it makes coincidences at busy hours look rarer than they are.
-    """
-
-    name = "poisson"
-    moves = "nothing (closed form)"
-    preserves = "only the average announcement rate"
-    destroys = "daily and weekly rhythms and bursts (screening only: anti-conservative at busy hours)"
-    monte_carlo = False
-
-    def pvalues(self, counts: np.ndarray, expected: np.ndarray) -> np.ndarray:
-        return stats.poisson.sf(counts - 1, expected)
-
-
-NULLS: dict[str, type[Null]] = {
-    "shuffle-weekday-hour": WeekdayHourShuffle,
-    "jitter": Jitter,
-    "circular": CircularShift,
-    "poisson": Poisson,
-}
-
-
-def make_null(name: str, **options: Any) -> Null:
-    try:
-        cls = NULLS[name]
-    except KeyError:
-        raise ValueError(f"unknown null {name!r}; choose one of {', '.join(NULLS)}") from None
-    accepted = cls.options()
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise ValueError(f"null {name!r} takes no option {', '.join(map(repr, unknown))}; it takes "
-                         f"{', '.join(f'{k} (default {v!r})' for k, v in accepted.items()) or 'none'}")
-    return cls(**options)
