@@ -226,8 +226,9 @@ def cmd_ingest_load(args, settings) -> int:
 
 
 def cmd_digest(args, settings) -> int:
-    from pipeline.outputs.digest import compose, previous_week
+    from pipeline.outputs.digest import compose
     from pipeline.outputs.mailer import send_digest, smtp_deliverer
+    from pipeline.outputs.week_facts import previous_week
     from pipeline.store.workspace import Workspace
 
     week = args.week or previous_week(datetime.now(UTC))

@@ -62,7 +62,8 @@ def run_demo(settings: Settings, *, surrogates: int | None = None,
 
 def _digest_preview(ws: Workspace):
     """The digest of the week of 7 Oct 2016, as it would have been emailed."""
-    from pipeline.outputs.digest import compose, parse_week
+    from pipeline.outputs.digest import compose
+    from pipeline.outputs.week_facts import parse_week
 
     with ws.read() as con:
         digest = compose(con, parse_week(DIGEST_WEEK))

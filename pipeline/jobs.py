@@ -126,8 +126,9 @@ def weekly_digest(week: str | None = None, *, now: datetime | None = None, recip
     the stored runs, write its preview to data/reports/, and send it to ``recipients`` (default
     MEDIA_TIMING_DIGEST_TO) through ``smtp`` (default MEDIA_TIMING_SMTP_*) unless it was
     already sent to them. The database is never held while the mail server is talked to."""
-    from pipeline.outputs.digest import compose, parse_week, previous_week
+    from pipeline.outputs.digest import compose
     from pipeline.outputs.mailer import send_digest, smtp_deliverer
+    from pipeline.outputs.week_facts import parse_week, previous_week
 
     ws = Workspace(load_settings())
     w = parse_week(week) if week else previous_week(now or datetime.now(UTC))

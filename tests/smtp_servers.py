@@ -13,8 +13,9 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from pipeline.config import SmtpSettings
-from pipeline.outputs.digest import compose, parse_week
+from pipeline.outputs.digest import compose
 from pipeline.outputs.mailer import send_digest, smtp_deliverer
+from pipeline.outputs.week_facts import parse_week
 
 
 def free_port() -> int:

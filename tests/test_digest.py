@@ -9,16 +9,16 @@ import pytest
 from markupsafe import escape
 
 from pipeline.analysis.runs import latest_runs, load_run
-from pipeline.outputs.digest import (
+from pipeline.outputs.digest import compose, render
+from pipeline.outputs.report import template_env, write_report
+from pipeline.outputs.verdict import stream_rows
+from pipeline.outputs.week_facts import (
     WeekError,
-    compose,
     gather,
     parse_week,
     previous_week,
     weeks_between,
 )
-from pipeline.outputs.report import template_env, write_report
-from pipeline.outputs.verdict import stream_rows
 from pipeline.store.database import connect
 
 W40 = parse_week("2016-W40")
@@ -197,3 +197,15 @@ def test_a_database_from_before_runs_kept_their_facts_is_read(case_db, tmp_path)
     ws = Workspace(load_settings().__class__(db_path=case_db, data_dir=tmp_path))
     text, _ = rendered(compose_read(ws, "2016-W40"))
     assert "No stored analysis tests this release" in text
+
+
+def test_rendering_reads_nothing_the_gathered_facts_do_not_hold(case_runs):
+    """gather -> render -> deliver: once the week's facts are gathered, the digest renders with
+    the database closed (and the same as composing it straight from the store)."""
+    with case_runs.read() as con:
+        facts = gather(con, W40)
+        direct = compose(con, W40)
+    assert not facts.coverage_news.empty and facts.story_rules
+    digest = render(facts)  # the connection is closed here: any read would raise
+    assert rendered(digest) == rendered(direct)
+    assert set(digest.images) == {"correlogram", "coverage"}

@@ -5,8 +5,9 @@ screenshot of each is kept in the test's temporary folder."""
 import pytest
 
 from pipeline.analysis.runs import latest_runs, load_run
-from pipeline.outputs.digest import compose, parse_week
+from pipeline.outputs.digest import compose
 from pipeline.outputs.report import write_report
+from pipeline.outputs.week_facts import parse_week
 from tests.browser import chromium, layout, set_viewport
 
 

@@ -1,4 +1,5 @@
-"""Charts as PNG bytes: the timeline around a release, the correlogram with its null envelopes."""
+"""Charts as PNG bytes: the timeline around a release, the correlogram with its null envelopes,
+the hourly news coverage around a week's releases. They draw what they are given; no reads."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import pandas as pd
 
-from pipeline.analysis.results import AnalysisResult
+from pipeline.analysis.results import AnalysisResult, Event
 from pipeline.timing.coincidence import CorrelogramResult
+from pipeline.timing.stories import StoryRule, story_matrix
 
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2"]
 
@@ -123,3 +126,35 @@ def correlogram_figure(corr: CorrelogramResult, title: str = ""):
     ax.set_title(f"{title}  max-over-lags p = {corr.pvalue:.2g}", fontsize=10, loc="left")
     ax.legend(fontsize=7, frameon=False, loc="upper right")
     return fig
+
+
+def coverage_png(releases: list[Event], news: pd.DataFrame, rules: list[StoryRule],
+                 hours: int = 12) -> bytes | None:
+    """Hourly news items (``news``: t in epoch seconds, title) around each release, and those
+    about the release's story where ``rules`` name one; None when there is nothing to draw."""
+    if not releases or news.empty:
+        return None
+    matrix = story_matrix(news["title"], rules) if rules else pd.DataFrame(index=news.index)
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(releases), 1, figsize=(8, 2.4 * len(releases)), squeeze=False)
+    t = news["t"].to_numpy(dtype=np.float64)
+    drawn = False
+    for ax, e in zip(axes[:, 0], releases):
+        story = next((r.name for r in rules if r.matches(pd.Series([e.title]))[0]), None)
+        edges = e.centre + np.arange(-hours, hours + 1) * 3600
+        total, _ = np.histogram(t, bins=edges)
+        centres = np.arange(-hours, hours) + 0.5
+        ax.bar(centres, total, width=0.9, color="#ced4da", label="news items per hour")
+        if story:
+            about, _ = np.histogram(t[matrix[story].to_numpy()], bins=edges)
+            ax.bar(centres, about, width=0.9, color="#1c7ed6", label=f"about '{story}'")
+        ax.axvline(0, color="#c92a2a", lw=1.5)
+        ax.set_title(f"{e.event_id}: {e.title[:70]}", fontsize=9, loc="left")
+        ax.set_xlabel("hours from the release (" + ("midpoint of its interval" if e.uncertain else "exact") + ")", fontsize=8)
+        ax.legend(fontsize=7, frameon=False, loc="upper left")
+        drawn = drawn or total.sum() > 0
+    if not drawn:
+        plt.close(fig)
+        return None
+    fig.tight_layout()
+    return _png(fig)
