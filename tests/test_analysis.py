@@ -184,8 +184,8 @@ def test_the_views_say_who_came_first_in_the_terminal_s_words(case_db):
 def test_one_definition_of_a_usable_time_for_streams_and_release_events(tmp_path, capsys):
     """v_items says which times every consumer may use: a stream tests only minute-precise,
     zoned, past times; a release event may be known to the day, never from the future."""
-    from pipeline.analysis.analyze import load_stream
     from pipeline.analysis.claims import StreamSpec
+    from pipeline.analysis.loading import load_stream
     from pipeline.cli import main
     from pipeline.store.database import open_db
     from pipeline.store.release_events import events_from_release_items

@@ -112,8 +112,8 @@ def test_zoneless_stream_times_need_a_named_zone(con, tmp_path):
                      (pd.Timestamp("2016-10-07T20:33:00Z"), [], True)]
     options = con.execute("SELECT options ->> 'timezone' FROM imports WHERE source_name = 's2'").fetchall()
     assert options == [("America/New_York",)]
-    from pipeline.analysis.analyze import load_stream
     from pipeline.analysis.claims import StreamSpec
+    from pipeline.analysis.loading import load_stream
 
     assert load_stream(con, StreamSpec(label="s2", source="s2")).n == 2  # none excluded as "no zone"
 

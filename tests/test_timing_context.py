@@ -5,12 +5,12 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from pipeline.analysis.stories import StoryRule, StoryRulesError, load_story_rules, match_stories
 from pipeline.timing import simulate
 from pipeline.timing.coincidence import coincidence_test
 from pipeline.timing.displacement import displacement
 from pipeline.timing.nulls import DAY, Coverage, WeekdayHourShuffle
 from pipeline.timing.pressure import daily_pressure
-from pipeline.timing.stories import StoryRule, load_story_rules, story_matrix
 from pipeline.timing.uncertainty import over_intervals, sample_within
 
 START_WEEK = 2440
@@ -107,7 +107,7 @@ def test_pressure_is_the_share_of_the_three_largest_stories():
     rules = [StoryRule("storm", ("storm",)), StoryRule("debate", ("debate",)),
              StoryRule("polls", ("poll",)), StoryRule("crime", ("shooting",))]
     days = pd.Series(["2016-10-07"] * 10)
-    out = daily_pressure(days, story_matrix(titles, rules))
+    out = daily_pressure(days, match_stories(titles, rules))
     # top three: storm (4), debate (3), then polls or crime (1): 7 distinct items of 10
     assert out.loc[0, "items"] == 10
     assert out.loc[0, "pressure"] == pytest.approx(0.7)
@@ -117,9 +117,9 @@ def test_pressure_is_the_share_of_the_three_largest_stories():
 def test_story_rules_match_at_word_starts(tmp_path):
     f = tmp_path / "s.yaml"
     f.write_text("stories:\n  hacking: {any: [hack], none: [lifehack]}\n")
-    (rule,) = load_story_rules(f)
+    (rule,) = load_story_rules(f).rules
     got = rule.matches(pd.Series(["Russia hacked DNC", "shack fire", "HACKERS", "a lifehack for hackers", None]))
     assert list(got) == [True, False, True, False, False]
     f.write_text("stories:\n  empty: {}\n")
-    with pytest.raises(ValueError, match="needs a non-empty 'any'"):
+    with pytest.raises(StoryRulesError, match="needs a non-empty .any. list"):
         load_story_rules(f)

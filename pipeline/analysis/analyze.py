@@ -17,17 +17,25 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from pipeline.analysis.claims import Claim, EventSelector, StreamSpec, resolve_relative
+from pipeline.analysis.claims import Claim, EventSelector
+from pipeline.analysis.loading import (
+    AnalysisError,
+    StoryInputs,
+    Stream,
+    expand_streams,
+    load_events,
+    load_stream,
+    story_inputs,
+)
+from pipeline.analysis.onsets import OnsetInputs, measure_onsets, onset_inputs
 from pipeline.analysis.results import (
-    NEARBY_HOURS,
     AnalysisResult,
     Competitor,
     Event,
     ReleaseTest,
     StreamResult,
-    StreamSummary,
 )
-from pipeline.errors import UserError
+from pipeline.analysis.stories import match_stories
 from pipeline.timestamps import iso_z
 from pipeline.timing.coincidence import (
     DEFAULT_STEP,
@@ -37,126 +45,15 @@ from pipeline.timing.coincidence import (
 )
 from pipeline.timing.displacement import DisplacementResult, displacement
 from pipeline.timing.gaps import gap_range, order_of
-from pipeline.timing.nulls import Coverage
 from pipeline.timing.pressure import daily_pressure
 from pipeline.timing.registry import NULLS, make_null
-from pipeline.timing.stories import load_story_rules, story_matrix
 from pipeline.timing.uncertainty import is_uncertain, over_intervals
 
+__all__ = ["AnalysisError", "PreparedClaim", "load_events", "load_stream", "prepare_claim",
+           "run_claim", "run_prepared"]
+
 TIMING_DIR = Path(__file__).parents[1] / "timing"
-CODE_FILES = ("analyze.py", "results.py")
-
-
-class AnalysisError(UserError):
-    pass
-
-
-@dataclass
-class Stream:
-    """A stream as the tests need it: every usable time, with its interval."""
-
-    spec: StreamSpec
-    lo: np.ndarray
-    hi: np.ndarray
-    best: np.ndarray
-    coverage: Coverage
-    excluded: int = 0
-    excluded_reason: str = ""
-
-    @property
-    def n(self) -> int:
-        return len(self.best)
-
-    def fingerprint(self) -> str:
-        h = hashlib.sha256()
-        for a in (self.lo, self.hi, self.best):
-            h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
-        return h.hexdigest()[:16]
-
-    def summary(self, releases: list[Event]) -> StreamSummary:
-        """What outputs keep of it: counts, coverage, and the times near the releases."""
-        t = np.sort(self.best)
-        span = NEARBY_HOURS * 3600
-        near = np.zeros(t.shape, dtype=bool)
-        for e in releases:
-            lo, hi = np.searchsorted(t, [e.lo - span, e.hi + span])
-            near[lo:hi] = True
-        return StreamSummary(self.spec, self.n, self.excluded, self.excluded_reason,
-                             self.coverage, t[near])
-
-
-def load_events(con: duckdb.DuckDBPyConnection, selector: EventSelector) -> list[Event]:
-    clause, params = selector.sql()
-    rows = con.execute(
-        f"""SELECT event_id, kind, actor, title, epoch(ts_utc), epoch(earliest_utc),
-                   epoch(latest_utc), precision_minutes, source_url, confidence
-            FROM events WHERE {clause} ORDER BY ts_utc, event_id""",
-        params,
-    ).fetchall()
-    events = [Event(*r) for r in rows]
-    if selector.event_ids:
-        missing = set(selector.event_ids) - {e.event_id for e in events}
-        if missing:
-            raise AnalysisError(
-                f"event(s) {', '.join(sorted(missing))} are not in the database; "
-                "import the timeline first (media-timing import events FILE)"
-            )
-    return events
-
-
-def expand_streams(con: duckdb.DuckDBPyConnection, specs: tuple[StreamSpec, ...]) -> list[StreamSpec]:
-    """Each spec as a concrete stream: a ``role`` spec becomes one stream per source of that
-    role; a source's label and caveat fill in what the claim leaves out."""
-    out = []
-    for spec in specs:
-        if spec.events:
-            out.append(spec)
-            continue
-        if spec.role:
-            rows = con.execute("SELECT name, label, caveat FROM sources WHERE role = ? AND kind <> 'catalog' "
-                               "ORDER BY name", [spec.role]).fetchall()
-        else:
-            rows = con.execute("SELECT name, label, caveat FROM sources WHERE name = ?",
-                               [spec.source]).fetchall()
-            if not rows:
-                raise AnalysisError(f"stream {spec.label or spec.source!r}: no source named "
-                                    f"{spec.source!r} in the database")
-        for name, label, caveat in rows:
-            out.append(replace(spec, source=name, role=None, label=spec.label or label or name,
-                               caveat=spec.caveat or caveat, optional=bool(spec.role)))
-    labels = [s.label for s in out]
-    twice = sorted({x for x in labels if labels.count(x) > 1})
-    if twice:
-        raise AnalysisError(f"two streams are labelled {', '.join(map(repr, twice))}; give each a label")
-    return out
-
-
-def load_stream(con: duckdb.DuckDBPyConnection, spec: StreamSpec) -> Stream:
-    if spec.events:
-        events = load_events(con, spec.events)
-        if not events:
-            raise AnalysisError(f"stream {spec.label!r}: no events match")
-        lo = np.array([e.lo for e in events])
-        hi = np.array([e.hi for e in events])
-        best = np.array([e.ts for e in events])
-        # A day-only event can't be placed within a window of hours: leave it out, and say so.
-        keep = (hi - lo) < 86400 - 1
-        cov = Coverage(float(lo.min()), float(hi.max()) + DEFAULT_STEP)
-        return Stream(spec, lo[keep], hi[keep], best[keep], cov, int((~keep).sum()),
-                      "known only to the day")
-    rows = con.execute(
-        """SELECT epoch(published_utc) AS t, minute_usable AS usable
-           FROM v_items WHERE source = ? ORDER BY t""",
-        [spec.source],
-    ).df()
-    usable = rows["usable"].fillna(False).to_numpy(dtype=bool)
-    t = rows["t"].to_numpy(dtype=np.float64)[usable]
-    if not t.size:
-        raise AnalysisError(f"stream {spec.label!r}: the source has no items with usable times")
-    start = np.floor(t.min() / DEFAULT_STEP) * DEFAULT_STEP
-    end = np.ceil(t.max() / DEFAULT_STEP) * DEFAULT_STEP + DEFAULT_STEP
-    return Stream(spec, t, t, t, Coverage(float(start), float(end)), int((~usable).sum()),
-                  "no time of day, no stated zone, or in the future")
+CODE_FILES = ("analyze.py", "loading.py", "results.py", "stories.py", "onsets.py")
 
 
 def code_version() -> str:
@@ -227,57 +124,10 @@ def _competitors(releases: list[Event], events: list[Event]) -> list[Competitor]
     return rows
 
 
-@dataclass
-class StoryInputs:
-    """A news stream's items and story rules, for displacement and pressure."""
-
-    source: str
-    times: np.ndarray
-    titles: pd.Series
-    days: pd.Series  # UTC day of each item
-    rules: list
-    rules_sha256: str
-
-    def fingerprint(self) -> str:
-        h = hashlib.sha256(np.ascontiguousarray(self.times).tobytes())
-        h.update("\x1f".join(self.titles.fillna("")).encode())
-        return h.hexdigest()[:16]
-
-
-def _news_items(con, source: str, loaded: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """A news source's items with a usable time, read once per claim (displacement and pressure
-    usually read the same source)."""
-    if source not in loaded:
-        loaded[source] = con.execute(
-            """SELECT epoch(i.published_utc) AS t, strftime(i.published_utc, '%Y-%m-%d') AS day, i.title,
-                      i.minute_usable AS minute
-               FROM v_items i WHERE i.source = ? AND i.time_usable
-               ORDER BY i.published_utc, i.item_id""",
-            [source],
-        ).df()
-    return loaded[source]
-
-
-def _story_inputs(con, claim: Claim, spec: dict, loaded: dict[str, pd.DataFrame], *,
-                  to_the_minute: bool) -> StoryInputs:
-    """The news stream for stories. Displacement counts items in windows of hours, so only
-    minute-precise times (``to_the_minute``); pressure counts by day, so a date is enough."""
-    news = _news_items(con, spec["news_source"], loaded)
-    if to_the_minute:
-        news = news[news["minute"]].reset_index(drop=True)
-    if news.empty:
-        raise AnalysisError(f"news source {spec['news_source']!r} has no items with usable times")
-    path = resolve_relative(claim, spec["stories_file"])
-    if not path.is_file():
-        raise AnalysisError(f"story rules {spec['stories_file']!r} not found (looked for {path})")
-    return StoryInputs(spec["news_source"], news["t"].to_numpy(dtype=np.float64), news["title"],
-                       news["day"], load_story_rules(path), hashlib.sha256(path.read_bytes()).hexdigest()[:16])
-
-
 def _displacement(claim: Claim, releases: list[Event], news: StoryInputs,
                   series: list[Event]) -> DisplacementResult:
     spec = claim.displacement
-    matrix = story_matrix(news.titles, news.rules)
+    matrix = match_stories(news.titles, news.rules)
     if spec["story"] not in matrix:
         raise AnalysisError(f"displacement: story {spec['story']!r} is not in {spec['stories_file']}")
     focal = releases[0]
@@ -307,6 +157,7 @@ class PreparedClaim:
     displacement_news: StoryInputs | None = None
     displacement_series: list[Event] = field(default_factory=list)
     pressure_news: StoryInputs | None = None
+    onsets: OnsetInputs | None = None
 
 
 def _load_streams(con, claim: Claim) -> tuple[list[Stream], list[str]]:
@@ -339,11 +190,12 @@ def prepare_claim(con: duckdb.DuckDBPyConnection, claim: Claim, *, surrogates: i
                          competitors=load_events(con, claim.competitors) if claim.competitors else [])
     news: dict[str, pd.DataFrame] = {}  # each news source read once
     if claim.displacement:
-        prep.displacement_news = _story_inputs(con, claim, claim.displacement, news, to_the_minute=True)
+        prep.displacement_news = story_inputs(con, claim, claim.displacement, news, to_the_minute=True)
         prep.displacement_series = load_events(
             con, EventSelector.parse(claim.displacement["series"], "displacement.series"))
     if claim.pressure:
-        prep.pressure_news = _story_inputs(con, claim, claim.pressure, news, to_the_minute=False)
+        prep.pressure_news = story_inputs(con, claim, claim.pressure, news, to_the_minute=False)
+    prep.onsets = onset_inputs(con, claim)
     prep.snapshot = {
         "releases": {e.event_id: [iso_z(e.lo), iso_z(e.hi)] for e in releases},
         "streams": {s.spec.label: {"n": s.n, "excluded": s.excluded, "first": iso_z(s.coverage.start),
@@ -353,6 +205,7 @@ def prepare_claim(con: duckdb.DuckDBPyConnection, claim: Claim, *, surrogates: i
         "competitors": {e.event_id: [iso_z(e.lo), iso_z(e.hi)] for e in prep.competitors},
         "stories": {k: [n.source, n.fingerprint(), n.rules_sha256]
                     for k, n in (("displacement", prep.displacement_news), ("pressure", prep.pressure_news)) if n},
+        **({"onsets": prep.onsets.fingerprint()} if prep.onsets else {}),
     }
     parameters = {
         "claim_fingerprint": claim.fingerprint(), "null": claim.null,
@@ -380,7 +233,7 @@ def run_prepared(prep: PreparedClaim) -> AnalysisResult:
     pressure = None
     if prep.pressure_news is not None:
         n = prep.pressure_news
-        pressure = daily_pressure(n.days, story_matrix(n.titles, n.rules))
+        pressure = daily_pressure(n.days, match_stories(n.titles, n.rules))
     return AnalysisResult(
         claim=claim, run_id=prep.run_id, created_utc=datetime.now(UTC), releases=prep.releases,
         competitors=_competitors(prep.releases, prep.competitors), streams=results,
@@ -388,6 +241,7 @@ def run_prepared(prep: PreparedClaim) -> AnalysisResult:
         displacement=(_displacement(claim, prep.releases, prep.displacement_news, prep.displacement_series)
                       if prep.displacement_news is not None else None),
         displacement_spec=claim.displacement, pressure=pressure,
+        onsets=measure_onsets(prep.onsets) if prep.onsets else None,
     )
 
 

@@ -98,6 +98,7 @@ class Claim:
     correlogram: dict | None = None
     displacement: dict | None = None
     pressure: dict | None = None
+    onsets: dict | None = None  # stories_file, stories, sources, bin_minutes (see analysis/onsets.py)
     display_tz: str | None = None
     path: str | None = None
 
@@ -173,11 +174,33 @@ def parse_claim(doc: dict, where: str = "claim") -> Claim:
         correlogram=doc.get("correlogram"),
         displacement=doc.get("displacement"),
         pressure=doc.get("pressure"),
+        onsets=_onsets_spec(doc.get("onsets"), where),
         display_tz=doc.get("display_tz"),
     )
     if claim.surrogates < 99:
         raise ClaimError(f"{where}: surrogates must be at least 99")
     return claim
+
+
+ONSET_KEYS = {"stories_file", "stories", "sources", "bin_minutes"}
+
+
+def _onsets_spec(spec, where: str) -> dict | None:
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or "stories_file" not in spec:
+        raise ClaimError(f"{where}: onsets needs at least stories_file (e.g. stories/2016.yaml)")
+    unknown = sorted(set(spec) - ONSET_KEYS)
+    if unknown:
+        raise ClaimError(f"{where}: onsets has unknown key(s) {', '.join(unknown)}; it may have "
+                         f"{', '.join(sorted(ONSET_KEYS))}")
+    for key in ("stories", "sources"):
+        if key in spec and not (isinstance(spec[key], list) and all(isinstance(x, str) for x in spec[key])):
+            raise ClaimError(f"{where}: onsets.{key} is a list of names")
+    bin_minutes = spec.get("bin_minutes", 15)
+    if not isinstance(bin_minutes, int | float) or not 1 <= bin_minutes <= 1440:
+        raise ClaimError(f"{where}: onsets.bin_minutes is a number of minutes from 1 to 1440")
+    return dict(spec)
 
 
 def claim_names(claims_dir: Path = CLAIMS_DIR) -> list[str]:

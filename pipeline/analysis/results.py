@@ -123,6 +123,7 @@ class AnalysisResult:
     displacement: DisplacementResult | None = None
     displacement_spec: dict | None = None
     pressure: pd.DataFrame | None = None
+    onsets: dict | None = None  # analysis.onsets.measure_onsets: records, orders, streams, rules
     stored: bool = False
 
     def to_facts(self) -> dict:
@@ -139,6 +140,7 @@ class AnalysisResult:
             "displacement": _displacement_doc(self.displacement),
             "displacement_spec": self.displacement_spec,
             "pressure": None if self.pressure is None else self.pressure.to_dict("records"),
+            "onsets": self.onsets,
         }
 
     @classmethod
@@ -160,6 +162,7 @@ class AnalysisResult:
                 "focal_share": _nan(d["focal_share"]), "difference": _nan(d["difference"])}),
             displacement_spec=doc.get("displacement_spec"),
             pressure=None if doc.get("pressure") is None else pd.DataFrame(doc["pressure"]),
+            onsets=doc.get("onsets"),
             stored=True,
         )
 

@@ -93,6 +93,14 @@ def _result_rows(result: AnalysisResult) -> list[tuple]:
     return rows
 
 
+def _onset_rows(result: AnalysisResult) -> list[tuple]:
+    sha = result.onsets["rules_sha256"]
+    return [(result.run_id, r["story"], r["source"], r["onset_lo_utc"], r["onset_hi_utc"], r["first_title"],
+             r["first_author"], r["first_url"], r["outlet2_utc"], r["outlet3_utc"], r["burst_start_utc"],
+             r["n_items"], r["n_outlets"], r["anchor_event"], r["lag_minutes"], sha)
+            for r in result.onsets["records"]]
+
+
 def store_result(con: duckdb.DuckDBPyConnection, result: AnalysisResult) -> bool:
     """Record the run, its results and its facts. False when this exact run was already stored."""
     if is_stored(con, result.run_id):
@@ -108,6 +116,9 @@ def store_result(con: duckdb.DuckDBPyConnection, result: AnalysisResult) -> bool
              clean_json(result.snapshot), result.parameters["code_version"], clean_json(result.to_facts())],
         )
         con.executemany("INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", _result_rows(result))
+        if result.onsets and result.onsets["records"]:
+            con.executemany("INSERT INTO story_onsets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            _onset_rows(result))
     result.stored = True
     return True
 

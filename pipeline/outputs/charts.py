@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline.analysis.results import AnalysisResult, Event
+from pipeline.analysis.stories import StoryRule, match_stories
 from pipeline.timing.coincidence import CorrelogramResult
-from pipeline.timing.stories import StoryRule, story_matrix
 
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2"]
 
@@ -134,7 +134,7 @@ def coverage_png(releases: list[Event], news: pd.DataFrame, rules: list[StoryRul
     about the release's story where ``rules`` name one; None when there is nothing to draw."""
     if not releases or news.empty:
         return None
-    matrix = story_matrix(news["title"], rules) if rules else pd.DataFrame(index=news.index)
+    matrix = match_stories(news["title"], rules) if rules else pd.DataFrame(index=news.index)
     plt = _pyplot()
     fig, axes = plt.subplots(len(releases), 1, figsize=(8, 2.4 * len(releases)), squeeze=False)
     t = news["t"].to_numpy(dtype=np.float64)

@@ -18,10 +18,11 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from pipeline.analysis.analyze import load_events
 from pipeline.analysis.claims import EventSelector, resolve_relative
+from pipeline.analysis.loading import load_events
 from pipeline.analysis.results import AnalysisResult, Event
 from pipeline.analysis.runs import latest_runs, load_run
+from pipeline.analysis.stories import StoryRule, load_story_rules
 from pipeline.errors import UserError
 from pipeline.outputs.verdict import (
     count_text,
@@ -32,7 +33,6 @@ from pipeline.outputs.verdict import (
     reading,
     release_headline,
 )
-from pipeline.timing.stories import StoryRule, load_story_rules
 
 WEEK_RE = re.compile(r"^(\d{4})-W(\d{2})$")
 COVERAGE_HOURS = 12  # the coverage chart shows this many hours either side of a release
@@ -203,7 +203,7 @@ def _story_rules(run: AnalysisResult | None) -> list[StoryRule]:
     if not run or not spec:
         return []
     path = resolve_relative(run.claim, spec["stories_file"])
-    return load_story_rules(path) if path.is_file() else []
+    return load_story_rules(path).rules if path.is_file() else []
 
 
 def _health(con, week: Week) -> dict:

@@ -69,3 +69,11 @@ CREATE OR REPLACE VIEW digests AS
 SELECT item AS week, recipients, message_id, subject, run_ids, status, attempts, last_error,
        created_utc, updated_utc, sent_utc
 FROM deliveries WHERE channel = 'email';
+
+-- Story onsets of each claim's newest run that measured them, earliest first per stream.
+CREATE OR REPLACE VIEW v_story_onsets AS
+SELECT a.claim_id, o.*, a.created_utc AS run_created_utc
+FROM story_onsets o JOIN analysis_runs a USING (run_id)
+WHERE a.created_utc = (SELECT max(b.created_utc) FROM analysis_runs b JOIN story_onsets ob USING (run_id)
+                       WHERE b.claim_id = a.claim_id)
+ORDER BY a.claim_id, o.source, o.onset_lo_utc NULLS LAST, o.story;
