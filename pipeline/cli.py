@@ -225,6 +225,48 @@ def cmd_ingest_load(args, settings) -> int:
     return EXIT_OK
 
 
+def cmd_onsets(args, settings) -> int:
+    from pipeline.analysis.claims import load_claim
+    from pipeline.analysis.onsets import OnsetError, measure_onsets, onset_inputs
+    from pipeline.outputs.onsets_text import onset_lines
+    from pipeline.store.workspace import Workspace
+
+    claim = load_claim(args.claim)
+    if not claim.onsets:
+        raise OnsetError(f"claim {claim.id} names no onsets; add an onsets: section with stories_file "
+                         "(see claims/oct7_2016.yaml)")
+    with Workspace(settings).read() as con:
+        inputs = onset_inputs(con, claim, args.source)
+    onsets = measure_onsets(inputs)
+    if args.json:
+        print(json.dumps({"claim": claim.id, "onsets": onsets["records"], "orders": onsets["orders"],
+                          "streams": onsets["streams"], "rules_file": onsets["rules_file"],
+                          "rules_sha256": onsets["rules_sha256"]}, indent=2))
+    else:
+        print("\n".join(onset_lines(onsets)))
+    return EXIT_OK
+
+
+def cmd_stories_check(args, settings) -> int:
+    from dataclasses import asdict
+
+    from pipeline.analysis.claims import load_claim
+    from pipeline.analysis.story_audit import audit
+    from pipeline.outputs.onsets_text import audit_lines
+    from pipeline.store.workspace import Workspace
+
+    with Workspace(settings).read() as con:
+        found = audit(con, load_claim(args.claim), args.source)
+    if args.json:
+        doc = asdict(found)
+        doc["rules"] = {"path": str(found.rules.path), "sha256": found.rules.sha256,
+                        "stories": [r.name for r in found.rules.rules]}
+        print(json.dumps(doc, indent=2))
+    else:
+        print("\n".join(audit_lines(found)))
+    return EXIT_OK
+
+
 def cmd_digest(args, settings) -> int:
     from pipeline.outputs.digest import compose
     from pipeline.outputs.mailer import send_digest, smtp_deliverer

@@ -54,7 +54,31 @@ def build_parser(h) -> argparse.ArgumentParser:
     _feeds(sub, h)
     _ingest(sub, h)
     _digest(sub, h)
+    _stories(sub, h)
     return p
+
+
+def _stories(sub, h) -> None:
+    on = sub.add_parser("onsets", help="when each story of a claim broke, per stream, and which came first",
+                        description="For every story of the claim's onsets (claims/*.yaml, onsets:) and every "
+                                    "stream, and all streams together: the earliest matching item with its time "
+                                    "interval, the 2nd and 3rd outlet, the Kleinberg burst start, items and "
+                                    "outlets (copies once per outlet); then the order of each pair of stories.")
+    on.add_argument("--claim", required=True, help="claim id or path (it must name onsets:)")
+    on.add_argument("--source", action="append", help="only this stream (repeatable; default: the claim's)")
+    on.add_argument("--json", action="store_true", help="print JSON: one record per story and stream")
+    on.set_defaults(func=h.cmd_onsets)
+    st = sub.add_parser("stories", help="audit story rules", description="Audit a claim's story rules.")
+    ssub = st.add_subparsers(dest="what", required=True, metavar="ACTION")
+    sc = ssub.add_parser("check", help="first matches, a sample, near misses and overlaps of every story",
+                         description="Show, per story of the claim's rules file, the first matches with their "
+                                     "text, a sample, matches outside the anchor's window, near misses (an "
+                                     "'all' group one term short, or excluded by 'none'), and items matching "
+                                     "two stories.")
+    sc.add_argument("--claim", required=True, help="claim id or path")
+    sc.add_argument("--source", action="append", help="only this stream (repeatable; default: the claim's)")
+    sc.add_argument("--json", action="store_true", help="print JSON")
+    sc.set_defaults(func=h.cmd_stories_check)
 
 
 def _demo(sub, h) -> None:

@@ -77,9 +77,11 @@ def onset_sources(con: duckdb.DuckDBPyConnection, claim: Claim, spec: dict) -> l
     return names
 
 
-def _items(con: duckdb.DuckDBPyConnection, source: str) -> pd.DataFrame:
+def onset_items(con: duckdb.DuckDBPyConnection, source: str) -> pd.DataFrame:
     return con.execute(
-        """SELECT epoch(published_utc) AS lo, epoch(published_utc) + coalesce(time_precision_s, 1) AS hi,
+        # An onset is never placed finer than a minute: feeds and archives that print seconds
+        # rarely keep them (the bundled headline stream's are all :00).
+        """SELECT epoch(published_utc) AS lo, epoch(published_utc) + greatest(coalesce(time_precision_s, 1), 60) AS hi,
                   title, coalesce(author, '') AS author, coalesce(url, '') AS url,
                   coalesce(nullif(author, ''), source) AS outlet
            FROM v_items WHERE source = ? AND time_usable ORDER BY published_utc, item_id""",
@@ -103,7 +105,7 @@ def onset_inputs(con: duckdb.DuckDBPyConnection, claim: Claim,
         raise OnsetError(f"{path.name}: anchor event(s) {', '.join(lost)} are not in the events table; "
                          "import the timeline first")
     names = sources or onset_sources(con, claim, spec)
-    return OnsetInputs(rules, stories, anchors, {n: _items(con, n) for n in names},
+    return OnsetInputs(rules, stories, anchors, {n: onset_items(con, n) for n in names},
                        float(spec.get("bin_minutes", 15)) * 60)
 
 

@@ -9,6 +9,7 @@ import jinja2
 
 from pipeline.analysis.results import AnalysisResult
 from pipeline.outputs import charts
+from pipeline.outputs.onsets_text import onset_view
 from pipeline.outputs.verdict import (
     count_text,
     event_when,
@@ -68,7 +69,7 @@ def write_report(result: AnalysisResult, out_dir: Path) -> Path:
         f.write_bytes(png)
         files[name] = f.name
     html = template_env().get_template("report.html.j2").render(
-        r=result, v=verdict(result), images=files, claim=result.claim,
+        r=result, v=verdict(result), images=files, claim=result.claim, onsets=onset_view(result.onsets),
     )
     path = out_dir / f"{stem}.html"
     path.write_text(html, encoding="utf-8")

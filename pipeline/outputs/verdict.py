@@ -15,6 +15,9 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from pipeline.analysis.results import AnalysisResult, Event, ReleaseTest, StreamResult
+from pipeline.outputs.onsets_text import CAVEAT as ONSET_CAVEAT
+from pipeline.outputs.onsets_text import onset_lines, order_summary
+from pipeline.outputs.tables import text_table
 from pipeline.timing.registry import MODELS
 
 ALWAYS = (
@@ -158,7 +161,10 @@ def displacement_reading(result: AnalysisResult) -> str | None:
     d = result.displacement
     if d is None:
         return None
-    story = (result.displacement_spec or {}).get("story", "the release's story")
+    spec = result.displacement_spec or {}
+    story = spec.get("story", "the release's story")
+    sha = ((result.snapshot.get("stories") or {}).get("displacement") or [None, None, None])[2]
+    rules = f", rules {spec.get('stories_file', '?')}" + (f" {sha[:8]}" if sha else "")
     k, n = d.focal_counts
     why = None
     if len(d.other_ids) < DISPLACEMENT_MIN_OTHERS:
@@ -170,9 +176,9 @@ def displacement_reading(result: AnalysisResult) -> str | None:
         why = (f"only {d.story_items} headline{'s' if d.story_items != 1 else ''} about '{story}' in "
                f"all {len(d.other_ids) + 1} windows together: too few to compare shares")
     if why:
-        return f"Displacement ('{story}'): not enough data: {why}."
+        return f"Displacement ('{story}'{rules}): not enough data: {why}."
     others = len(d.other_ids)
-    text = (f"Displacement ('{story}'): in the {d.hours:g} h after the release, {d.focal_share:.1%} of "
+    text = (f"Displacement ('{story}'{rules}): in the {d.hours:g} h after the release, {d.focal_share:.1%} of "
             f"headlines ({k} of {n}) were about its story, against {np.nanmean(d.other_shares):.1%} "
             f"after the series' {others} other releases in the stream (difference {d.difference:+.1%}, "
             f"95% bootstrap interval {d.ci[0]:+.1%} to {d.ci[1]:+.1%}; rank p = {fmt_p(d.rank_pvalue)}, "
@@ -239,6 +245,7 @@ def verdict(result: AnalysisResult) -> Verdict:
         best = min((s.pooled_pvalue for s in honest), default=np.nan)
         headline = (f"{len(result.releases)} releases: {strength(best)} for the series as a whole "
                     f"(smallest pooled p = {fmt_p(best)}, null {claim.null}).")
+    lines += order_summary(result.onsets) if result.onsets else []
     shown = displacement_reading(result)
     if shown:
         lines.append(shown)
@@ -264,14 +271,8 @@ def caveats(result: AnalysisResult) -> list[str]:
     for s in result.streams:
         if s.stream.spec.caveat:
             out.append(f"{s.stream.spec.label}: {' '.join(s.stream.spec.caveat.split())}")
-    return out
-
-
-def _table(rows: list[list[str]], header: list[str]) -> list[str]:
-    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-    out = ["  " + "  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
-    out.append("  " + "  ".join("-" * w for w in widths))
-    out += ["  " + "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    if result.onsets:
+        out.append(ONSET_CAVEAT)
     return out
 
 
@@ -316,7 +317,7 @@ def render_text(result: AnalysisResult) -> str:
     single = len(result.releases) == 1
     if single and result.competitors:
         out.append(f"Timeline (UTC{'; ' + zone + ' beside it' if zone else ''}); gap = announcement minus release")
-        out += _table(_timeline_rows(result, tz), ["UTC", zone or "", "event", "gap", "order"])
+        out += text_table(_timeline_rows(result, tz), ["UTC", zone or "", "event", "gap", "order"])
         out.append("")
     out.append(f"Announcements within {fmt_window(claim.window_minutes)} of the release"
                f"{'' if single else 's'}, against the null")
@@ -324,14 +325,16 @@ def render_text(result: AnalysisResult) -> str:
     out.append(f"  {claim.surrogates:,} surrogates per test, seed {result.parameters['seed']}, "
                f"run {result.run_id}")
     if single:
-        out += _table(stream_rows(result, result.releases[0].event_id), STREAM_HEADER)
+        out += text_table(stream_rows(result, result.releases[0].event_id), STREAM_HEADER)
     else:
         rows = [[s.stream.spec.label + (" [curated]" if s.stream.spec.curated else ""),
                  f"{sum(t.testable for t in s.releases)}/{len(s.releases)}", fmt_count(s.pooled_statistic),
                  fmt_p_range(s, pooled=True), str(s.draws),
                  "curated: not evidence" if s.stream.spec.curated else strength(s.pooled_pvalue).split(" of")[0]]
                 for s in result.streams]
-        out += _table(rows, ["stream", "tested", "count", "pooled p (range)", "draws", "reading"])
+        out += text_table(rows, ["stream", "tested", "count", "pooled p (range)", "draws", "reading"])
+    if result.onsets:
+        out += [""] + onset_lines(result.onsets)
     v = verdict(result)
     out += ["", "Verdict: " + v.headline]
     out += ["  - " + line for line in v.lines]

@@ -24,6 +24,7 @@ from pipeline.analysis.results import AnalysisResult, Event
 from pipeline.analysis.runs import latest_runs, load_run
 from pipeline.analysis.stories import StoryRule, load_story_rules
 from pipeline.errors import UserError
+from pipeline.outputs.onsets_text import order_summary
 from pipeline.outputs.verdict import (
     count_text,
     fmt_p_range,
@@ -148,7 +149,7 @@ def _block(con, e: Event, runs: list[AnalysisResult]) -> dict:
     block = {"event": e, "when": f"{fmt_time(e.ts, None, True)} UTC" if not e.day_only
              else f"{fmt_time(e.centre, None, True)[:10]} (day only)",
              "window": fmt_window(window), "near": _near(con, e, window), "rows": [],
-             "verdict": None, "source": None, "also": [], "missing": HOW_TO_TEST if run is None else None}
+             "verdict": None, "source": None, "also": [], "onsets": [], "missing": HOW_TO_TEST if run is None else None}
     if run is None:
         return block
     block["rows"] = _stream_rows(run, e.event_id)
@@ -158,6 +159,8 @@ def _block(con, e: Event, runs: list[AnalysisResult]) -> dict:
                        f"seed {run.parameters['seed']}, null {run.claim.null})"
                        + ("" if n == 1 else f"; that claim tests {n} releases together, and these are "
                           "this release's own figures from it") + ".")
+    # Story onsets of the run that tested this release alone (a series claim's are not this one's).
+    block["onsets"] = order_summary(run.onsets) if run.onsets and n == 1 else []
     block["also"] = [f"{r.claim.id} (run {r.run_id}, {len(r.releases)} releases)" for r in runs[1:]]
     return block
 
