@@ -122,7 +122,14 @@ def _bad_cases(tmp_path):
     (d / "cut.csv.gz").write_bytes(gzip.compress(b"when,text\n2016-10-07T20:00:00Z,x\n" * 100)[:60])
     (d / "plain.txt").write_text("not a database")
     items = ["--source", "s", "--time-column", "when", "--text-column", "text"]
+    (d / "rules.yaml").write_text("stories:\n  x: {any: podesta}\n")
+    (d / "onsets.yaml").write_text("id: o\ntitle: t\nreleases: {event_ids: [E015]}\nstreams: [{source: ira_newsfeed}]\n"
+                                   "onsets: {stories_file: rules.yaml}\n")
+    stories = [[], ["--claim", "nope"], ["--claim", str(d / "bad.yaml")], ["--claim", str(d / "onsets.yaml")],
+               ["--claim", "oct7_2016", "--source", "nope"], ["--claim", "all_releases"]]
     return {
+        ("onsets",): stories,
+        ("stories", "check"): stories,
         ("demo",): [["--surrogates", "0"], ["--surrogates", "lots"], ["--bogus"]],
         ("migrate",): [["--bogus"]],
         ("import", "events"): [[str(d / "missing.csv")], [str(d / "binary.csv")], [str(d / "rows.csv")], []],

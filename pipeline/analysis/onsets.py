@@ -61,10 +61,11 @@ class OnsetInputs:
         return [self.rules.sha256, sorted(self.streams), h.hexdigest()[:16]]
 
 
-def onset_sources(con: duckdb.DuckDBPyConnection, claim: Claim, spec: dict) -> list[str]:
-    """The streams onsets are measured in: the claim's ``onsets.sources``, else every source
-    stream of the claim and its displacement news source."""
-    names = list(spec.get("sources") or [])
+def onset_sources(con: duckdb.DuckDBPyConnection, claim: Claim, spec: dict,
+                  chosen: list[str] | None = None) -> list[str]:
+    """The streams onsets are measured in: ``chosen`` (``--source``), else the claim's
+    ``onsets.sources``, else every source stream of the claim and its displacement news source."""
+    names = list(chosen or spec.get("sources") or [])
     if not names:
         names = [s.source for s in claim.streams if s.source]
         if claim.displacement and claim.displacement["news_source"] not in names:
@@ -104,7 +105,7 @@ def onset_inputs(con: duckdb.DuckDBPyConnection, claim: Claim,
     if lost:
         raise OnsetError(f"{path.name}: anchor event(s) {', '.join(lost)} are not in the events table; "
                          "import the timeline first")
-    names = sources or onset_sources(con, claim, spec)
+    names = onset_sources(con, claim, spec, sources)
     return OnsetInputs(rules, stories, anchors, {n: onset_items(con, n) for n in names},
                        float(spec.get("bin_minutes", 15)) * 60)
 

@@ -74,7 +74,7 @@ def _nearest(items: pd.DataFrame, score: np.ndarray, n: int) -> list[dict]:
 
 def audit(con: duckdb.DuckDBPyConnection, claim: Claim, sources: list[str] | None = None) -> Audit:
     rules = load_story_rules(resolve_relative(claim, rules_file(claim)))
-    names = sources or onset_sources(con, claim, claim.onsets or {})
+    names = onset_sources(con, claim, claim.onsets or {}, sources)
     items = pd.concat([onset_items(con, n).assign(source=n) for n in names], ignore_index=True)
     items = items.sort_values(["lo", "hi"], kind="stable").reset_index(drop=True)
     ids = tuple(sorted({r.anchor for r in rules.rules if r.anchor}))
