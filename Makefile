@@ -53,6 +53,7 @@ $(VENV)/.bench-synced: requirements-bench.lock | $(VENV)/.synced
 bench: $(VENV)/.bench-synced
 	$(BIN)/python bench/timing.py
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/stories.py
 
 airflow: setup
 	./scripts/airflow.sh up

@@ -307,3 +307,23 @@ def test_onsets_command_prints_one_json_record_per_story_and_stream(case_runs):
     assert check.returncode == 0, check.stderr
     # The misfire the old rules made: a police groping story, now a near miss of the tape rule.
     assert "near misses" in check.stdout and "accused of groping woman" in check.stdout
+
+
+def test_onsets_in_the_report_and_digest_escape_what_came_from_a_feed(case_runs, tmp_path):
+    from pipeline.analysis.runs import latest_runs, load_run
+    from pipeline.outputs.digest import compose
+    from pipeline.outputs.report import write_report
+    from pipeline.outputs.week_facts import parse_week
+
+    with case_runs.read() as con:
+        run = load_run(con, {c: r for c, r, _ in latest_runs(con)}["oct7_2016"])
+        digest = compose(con, parse_week("2016-W40"))
+    assert run.onsets and run.onsets["records"]
+    text = digest.text
+    assert "Story onsets in ira_newsfeed: russia_hacking, then trump_tape" in text
+    r = next(x for x in run.onsets["records"] if x["onset_lo_utc"])
+    r["first_title"], r["first_url"] = "<script>alert(1)</script>", "javascript:alert(1)"
+    page = write_report(run, tmp_path).read_text()
+    assert "<h2>Story onsets</h2>" in page and "v_story_onsets" in page
+    assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert 'href="javascript:' not in page
