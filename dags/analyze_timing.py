@@ -6,7 +6,8 @@ For each claim in `claims/*.yaml` it loads the claim's releases and streams, der
 (a hash of the parameters, the data snapshot and the code) and runs the Monte Carlo tests only
 if that exact run is not stored yet: new data that touches no claim costs a lookup.
 
-**Writes**: `analysis_runs`, `results` (one task per claim, in the one-slot writer pool).
+**Writes**: `analysis_runs`, `results`, `story_onsets`, `dag_run_analyses` (one task per claim,
+in the one-slot writer pool). Its verdicts open from the run's **Verdict** tab in this UI.
 **Emits** `duckdb://media_timing/results` when a new run was stored.
 """
 
@@ -43,10 +44,10 @@ def analyze_timing():
         return jobs.list_claims()
 
     @task(pool=WRITER_POOL, retry_policy=WRITER_RETRY, execution_timeout=timedelta(minutes=30))
-    def analyze(claim_id: str) -> dict:
+    def analyze(claim_id: str, *, dag_run=None) -> dict:
         from pipeline import jobs
 
-        result = jobs.analyze_claim(claim_id)
+        result = jobs.analyze_claim(claim_id, dag_id=dag_run.dag_id, dag_run_id=dag_run.run_id)
         print(result)
         return result
 

@@ -89,18 +89,24 @@ def list_claims() -> list[str]:
     return claim_names()
 
 
-def analyze_claim(claim_id: str) -> dict:
-    """Run a claim unless this exact run (same parameters, same data) is already stored."""
+def analyze_claim(claim_id: str, *, dag_id: str | None = None, dag_run_id: str | None = None) -> dict:
+    """Run a claim unless this exact run (same parameters, same data) is already stored. Given
+    the Airflow DAG run, records which analysis run it stored or found (the UI's Verdict tab)."""
     from pipeline.analysis.analyze import AnalysisError
     from pipeline.analysis.claims import load_claim
     from pipeline.analysis.runs import analyze
     from pipeline.outputs.verdict import verdict
 
     claim = load_claim(claim_id)
+    ws = Workspace(load_settings())
     try:
-        done = analyze(Workspace(load_settings()), claim)
+        done = analyze(ws, claim)
     except AnalysisError as exc:
         return {"claim": claim_id, "status": "skipped", "reason": str(exc)}
+    if dag_id and dag_run_id:
+        with ws.write() as con:
+            con.execute("INSERT OR IGNORE INTO dag_run_analyses VALUES (?, ?, ?, ?, ?, now())",
+                        [dag_id, dag_run_id, done.result.run_id, claim_id, "stored" if done.fresh else "unchanged"])
     return {"claim": claim_id, "status": "stored" if done.fresh else "unchanged",
             "run_id": done.result.run_id, "headline": verdict(done.result).headline}
 

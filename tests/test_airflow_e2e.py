@@ -187,6 +187,8 @@ def test_the_scheduler_runs_ingest_feeds_triggered_through_the_api(airflow, tmp_
         for r in api.get(f"{base}/api/v2/dags/{dag_id}/dagRuns", timeout=10).json()["dag_runs"]:
             assert r["state"] != "failed", (dag_id, r["dag_run_id"], explain_runs(api, base))
 
+    check_verdict_pages(base, password, db, tmp_path)
+
     # One Ctrl-C (SIGINT to the foreground process group, as a terminal sends it) stops it all.
     components = descendants(proc.pid)
     assert len(components) >= 5  # api-server, scheduler, dag-processor, triggerer and their workers
@@ -198,6 +200,52 @@ def test_the_scheduler_runs_ingest_feeds_triggered_through_the_api(airflow, tmp_
         time.sleep(0.2)
     assert not alive(components), [open(f"/proc/{p}/cmdline").read() for p in alive(components)]
     assert time.monotonic() - started < 20
+
+
+def check_verdict_pages(base: str, password: str, db, tmp_path) -> None:
+    """The plugin's pages: refused without a login, then, after `demo` has stored the 7 Oct run,
+    a browser logs in through Airflow's form and reads the verdict under Timing."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.browser import chromium, layout, set_viewport
+
+    assert requests.get(f"{base}/media-timing/", timeout=10).status_code == 401
+    assert requests.get(f"{base}/media-timing/?format=json", timeout=10).status_code == 401
+    env = {**os.environ, "MEDIA_TIMING_DB": str(db), "MEDIA_TIMING_DATA_DIR": str(tmp_path / "data")}
+    demo = subprocess.run([str(ROOT / ".venv" / "bin" / "media-timing"), "demo", "--surrogates", "199"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-2000:]
+    with chromium(tmp_path / "chromium") as driver:
+        set_viewport(driver, 1400, 1000)
+        wait = WebDriverWait(driver, 60)
+        driver.get(f"{base}/")
+        user = wait.until(lambda d: d.find_elements(By.NAME, "username"))[0]
+        user.send_keys("admin")
+        field = driver.find_element(By.NAME, "password")
+        field.send_keys(password)
+        field.send_keys(Keys.RETURN)
+        wait.until(lambda d: any(c["name"] == "_token" for c in d.get_cookies()))
+        driver.get(f"{base}/media-timing/")
+        wait.until(lambda d: "Timing verdicts" in d.page_source)
+        seen = layout(driver)
+        assert "oct7_2016" in seen["text"] and "no evidence of clustering" in seen["text"], seen["text"][:2000]
+        driver.save_screenshot(str(tmp_path / "timing-index.png"))
+        driver.find_element(By.LINK_TEXT, "oct7_2016").click()
+        wait.until(lambda d: "What this cannot show" in d.page_source)
+        seen = layout(driver)
+        assert seen["images"] >= 2 and not seen["broken"], seen
+        assert "Story onsets" in seen["text"] and "russia_hacking" in seen["text"]
+        driver.save_screenshot(str(tmp_path / "timing-run.png"))
+        # The same page inside the Airflow UI: the "Timing" entry of the navigation.
+        driver.get(f"{base}/plugin/timing")
+        frame = wait.until(lambda d: d.find_elements(By.TAG_NAME, "iframe"))[0]
+        driver.switch_to.frame(frame)
+        wait.until(lambda d: "Timing verdicts" in d.page_source)
+        driver.switch_to.default_content()
+        driver.save_screenshot(str(tmp_path / "timing-in-airflow.png"))
+    assert (tmp_path / "timing-in-airflow.png").stat().st_size > 20_000
 
 
 def explain_runs(api, base) -> str:

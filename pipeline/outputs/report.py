@@ -51,26 +51,31 @@ def template_env() -> jinja2.Environment:
     return env
 
 
+def report_images(result: AnalysisResult) -> dict[str, bytes]:
+    """The report's charts as PNG bytes, by name."""
+    images = {"timeline": charts.timeline_png(result) if len(result.releases) == 1 else charts.series_png(result)}
+    for i, s in enumerate(result.streams):
+        if s.correlogram is not None and not s.stream.spec.curated:
+            images[f"correlogram_{i}"] = charts.correlogram_png(s.correlogram, s.stream.spec.label)
+    return images
+
+
+def render_report(result: AnalysisResult, image_src: dict[str, str]) -> str:
+    """The report's HTML, its images at ``image_src`` (a file name, or a data: URI in a page)."""
+    return template_env().get_template("report.html.j2").render(
+        r=result, v=verdict(result), images=image_src, claim=result.claim, onsets=onset_view(result.onsets),
+    )
+
+
 def write_report(result: AnalysisResult, out_dir: Path) -> Path:
     """Write <claim>.html (and its PNGs) into ``out_dir``; returns the HTML path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = result.claim.id
-    images = {}
-    if len(result.releases) == 1:
-        images["timeline"] = charts.timeline_png(result)
-    else:
-        images["timeline"] = charts.series_png(result)
-    for i, s in enumerate(result.streams):
-        if s.correlogram is not None and not s.stream.spec.curated:
-            images[f"correlogram_{i}"] = charts.correlogram_png(s.correlogram, s.stream.spec.label)
     files = {}
-    for name, png in images.items():
+    for name, png in report_images(result).items():
         f = out_dir / f"{stem}_{name}.png"
         f.write_bytes(png)
         files[name] = f.name
-    html = template_env().get_template("report.html.j2").render(
-        r=result, v=verdict(result), images=files, claim=result.claim, onsets=onset_view(result.onsets),
-    )
     path = out_dir / f"{stem}.html"
-    path.write_text(html, encoding="utf-8")
+    path.write_text(render_report(result, files), encoding="utf-8")
     return path
