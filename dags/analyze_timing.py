@@ -44,7 +44,7 @@ def analyze_timing():
         return jobs.list_claims()
 
     @task(pool=WRITER_POOL, retry_policy=WRITER_RETRY, execution_timeout=timedelta(minutes=30))
-    def analyze(claim_id: str, *, dag_run=None) -> dict:
+    def analyze(claim_id: str, dag_run=None) -> dict:
         from pipeline import jobs
 
         result = jobs.analyze_claim(claim_id, dag_id=dag_run.dag_id, dag_run_id=dag_run.run_id)

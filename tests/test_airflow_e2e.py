@@ -187,7 +187,8 @@ def test_the_scheduler_runs_ingest_feeds_triggered_through_the_api(airflow, tmp_
         for r in api.get(f"{base}/api/v2/dags/{dag_id}/dagRuns", timeout=10).json()["dag_runs"]:
             assert r["state"] != "failed", (dag_id, r["dag_run_id"], explain_runs(api, base))
 
-    check_verdict_pages(base, password, db, tmp_path)
+    analysis_run = asset_triggered()[0]["dag_run_id"]
+    check_verdict_pages(base, password, db, tmp_path, analysis_run)
 
     # One Ctrl-C (SIGINT to the foreground process group, as a terminal sends it) stops it all.
     components = descendants(proc.pid)
@@ -202,7 +203,7 @@ def test_the_scheduler_runs_ingest_feeds_triggered_through_the_api(airflow, tmp_
     assert time.monotonic() - started < 20
 
 
-def check_verdict_pages(base: str, password: str, db, tmp_path) -> None:
+def check_verdict_pages(base: str, password: str, db, tmp_path, analysis_run: str) -> None:
     """The plugin's pages: refused without a login, then, after `demo` has stored the 7 Oct run,
     a browser logs in through Airflow's form and reads the verdict under Timing."""
     from selenium.webdriver.common.by import By
@@ -238,6 +239,9 @@ def check_verdict_pages(base: str, password: str, db, tmp_path) -> None:
         assert seen["images"] >= 2 and not seen["broken"], seen
         assert "Story onsets" in seen["text"] and "russia_hacking" in seen["text"]
         driver.save_screenshot(str(tmp_path / "timing-run.png"))
+        # The Verdict tab of the asset-triggered analyze_timing run (its claims had no releases yet).
+        driver.get(f"{base}/media-timing/dag-runs/analyze_timing/{urllib.parse.quote(analysis_run, safe='')}")
+        wait.until(lambda d: "Verdicts of analyze_timing run" in d.page_source)
         # The same page inside the Airflow UI: the "Timing" entry of the navigation.
         driver.get(f"{base}/plugin/timing")
         frame = wait.until(lambda d: d.find_elements(By.TAG_NAME, "iframe"))[0]

@@ -151,3 +151,15 @@ def test_smallest_p_ignores_curated_streams(case_runs):
         run = load_run(con, {c: r for c, r, _ in latest_runs(con)}["oct7_2016"])
     curated = min(t.pvalue for s in run.streams if s.stream.spec.curated for t in s.releases)
     assert curated < smallest_p(run)
+
+
+def test_analyze_claim_records_what_a_dag_run_stored_or_found(case_runs, monkeypatch):
+    from pipeline import jobs
+
+    monkeypatch.setenv("MEDIA_TIMING_DB", str(case_runs.settings.db_path))
+    out = jobs.analyze_claim("oct7_2016", dag_id="analyze_timing", dag_run_id="asset_triggered__x")
+    again = jobs.analyze_claim("oct7_2016", dag_id="analyze_timing", dag_run_id="asset_triggered__x")
+    assert out["status"] == again["status"] == "unchanged"  # the demo stored this exact run
+    with case_runs.read() as con:
+        rows = con.execute("SELECT dag_id, dag_run_id, run_id, claim_id, status FROM dag_run_analyses").fetchall()
+    assert rows == [("analyze_timing", "asset_triggered__x", out["run_id"], "oct7_2016", "unchanged")]
