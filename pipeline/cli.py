@@ -267,6 +267,32 @@ def cmd_stories_check(args, settings) -> int:
     return EXIT_OK
 
 
+def cmd_backfill_wayback(args, settings) -> int:
+    from datetime import timedelta
+
+    from pipeline.sources.wayback import backfill_wayback
+    from pipeline.sources.wayback_client import WaybackClient
+    from pipeline.store.workspace import Workspace
+
+    end = args.end
+    if (end.hour, end.minute, end.second) == (0, 0, 0):  # a day: all of it
+        end = end + timedelta(days=1) - timedelta(seconds=1)
+    if end < args.start:
+        return _fail("--to is before --from")
+    client = WaybackClient(args.cdx_endpoint, args.playback_endpoint, per_minute=args.per_minute)
+    reports = backfill_wayback(Workspace(settings), args.urls, args.start, end, source=args.source,
+                               role=args.role, client=client)
+    for r in reports:
+        if r.blocked:
+            print(f"{r.url}: {r.blocked}")
+            continue
+        failed = ", ".join(f"{n} {why}" for why, n in sorted(r.failed.items())) or "none"
+        print(f"{r.url} -> source {r.source}: {r.captures} captures ({r.already_done} done before), "
+              f"{r.ok} parsed, {r.payloads_fetched} payloads fetched, {r.items_new} new items; failed: {failed}")
+    print(f"{client.requests} requests to the archive")
+    return EXIT_PARTIAL if any(r.blocked or r.failed for r in reports) else EXIT_OK
+
+
 def cmd_digest(args, settings) -> int:
     from pipeline.outputs.digest import compose
     from pipeline.outputs.mailer import send_digest, smtp_deliverer

@@ -55,7 +55,44 @@ def build_parser(h) -> argparse.ArgumentParser:
     _ingest(sub, h)
     _digest(sub, h)
     _stories(sub, h)
+    _backfill(sub, h)
     return p
+
+
+def utc_instant(text: str):
+    """2016-10-07, 2016-10-07T18:00Z or any ISO 8601 instant; a bare date or a time without a
+    zone is UTC."""
+    from datetime import UTC, datetime
+
+    try:
+        t = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date or ISO 8601 time; write it like "
+                                         "2016-10-06 or 2016-10-07T18:00Z") from None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _backfill(sub, h) -> None:
+    b = sub.add_parser("backfill", help="load the past from archives (the Internet Archive's captures)",
+                       description="Backfill a source from an archive: items with the interval in which "
+                                   "they were first seen, beside the publisher's claimed time.")
+    bsub = b.add_subparsers(dest="what", required=True, metavar="ARCHIVE")
+    w = bsub.add_parser("wayback", help="an outlet's feed or front page as the Wayback Machine captured it",
+                        description="List every capture of each URL in the range (CDX API), fetch each distinct "
+                                    "payload once, parse it as a feed or a front page, and load its items with "
+                                    "first-seen interval (previous good capture, capture where first present]. "
+                                    "Resumable; a second run adds nothing. At most --per-minute CDX requests "
+                                    "a minute; 429 answers are honoured and a run stops rather than push on.")
+    w.add_argument("urls", nargs="+", metavar="URL")
+    w.add_argument("--from", dest="start", required=True, type=utc_instant, help="first day or instant (UTC)")
+    w.add_argument("--to", dest="end", required=True, type=utc_instant,
+                   help="last day (inclusive) or instant (UTC)")
+    w.add_argument("--source", help="source name (default: wayback:<host>)")
+    w.add_argument("--role", default="news", choices=ROLES, help="the source's role (default: news)")
+    w.add_argument("--cdx-endpoint", default="https://web.archive.org/cdx/search/cdx")
+    w.add_argument("--playback-endpoint", default="https://web.archive.org/web")
+    w.add_argument("--per-minute", type=float, default=24.0, help="CDX requests a minute at most (default 24)")
+    w.set_defaults(func=h.cmd_backfill_wayback)
 
 
 def _stories(sub, h) -> None:

@@ -128,6 +128,9 @@ def _bad_cases(tmp_path):
     stories = [[], ["--claim", "nope"], ["--claim", str(d / "bad.yaml")], ["--claim", str(d / "onsets.yaml")],
                ["--claim", "oct7_2016", "--source", "nope"], ["--claim", "all_releases"]]
     return {
+        ("backfill", "wayback"): [[], ["http://x"], ["http://x", "--from", "yesterday", "--to", "2016-10-07"],
+                                  ["ftp://x", "--from", "2016-10-06", "--to", "2016-10-07"],
+                                  ["http://x", "--from", "2016-10-08", "--to", "2016-10-07"]],
         ("onsets",): stories,
         ("stories", "check"): stories,
         ("demo",): [["--surrogates", "0"], ["--surrogates", "lots"], ["--bogus"]],

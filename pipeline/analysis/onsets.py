@@ -79,13 +79,21 @@ def onset_sources(con: duckdb.DuckDBPyConnection, claim: Claim, spec: dict,
 
 
 def onset_items(con: duckdb.DuckDBPyConnection, source: str) -> pd.DataFrame:
+    """A stream's items as intervals: a usable claimed time spans its precision (never finer
+    than a minute: feeds that print seconds rarely keep them), and no later than the archive
+    capture that already held the item; an archived item without a usable claim spans its
+    first-seen interval (previous capture, first capture with it]."""
     return con.execute(
-        # An onset is never placed finer than a minute: feeds and archives that print seconds
-        # rarely keep them (the bundled headline stream's are all :00).
-        """SELECT epoch(published_utc) AS lo, epoch(published_utc) + greatest(coalesce(time_precision_s, 1), 60) AS hi,
+        """WITH i AS (
+             SELECT epoch(published_utc) AS p, greatest(coalesce(time_precision_s, 1), 60) AS width,
+                    epoch(first_seen_lo_utc) AS seen_lo, epoch(first_seen_utc) AS seen_hi, time_usable,
+                    title, author, url, source, published_utc, item_id
+             FROM v_items WHERE source = ? AND (time_usable OR first_seen_lo_utc IS NOT NULL))
+           SELECT CASE WHEN time_usable THEN least(p, coalesce(seen_hi, p)) ELSE seen_lo END AS lo,
+                  CASE WHEN time_usable THEN least(p + width, coalesce(seen_hi + 1, p + width)) ELSE seen_hi END AS hi,
                   title, coalesce(author, '') AS author, coalesce(url, '') AS url,
                   coalesce(nullif(author, ''), source) AS outlet
-           FROM v_items WHERE source = ? AND time_usable ORDER BY published_utc, item_id""",
+           FROM i ORDER BY lo, item_id""",
         [source]).df()
 
 

@@ -58,7 +58,7 @@ class Batch:
     items: pd.DataFrame
 
 
-def _dedup_keys(items: pd.DataFrame) -> pd.Series:
+def dedup_keys(items: pd.DataFrame) -> pd.Series:
     """guid, else normalised URL, else a hash of title, raw date and summary."""
     keys = ("guid:" + items["guid"]).fillna("url:" + items["url_normalized"])
     need = keys.isna()
@@ -103,7 +103,7 @@ def _items(polled: list[Polled]) -> pd.DataFrame | None:
     f = parse_feed.items_frame(entries, bases, pd.Series(seen))
     f.insert(0, "fetch_key", keys)
     f.insert(1, "source_id", sources)
-    f.insert(2, "dedup_key", _dedup_keys(f))
+    f.insert(2, "dedup_key", dedup_keys(f))
     f["provenance"] = None
     return f
 

@@ -345,10 +345,10 @@ def items_frame(entries: list[RawEntry], base_urls: list[str], fetched_utc: pd.S
     upd = parse_times(raw_upd, assume_tz="UTC")
     fetched = pd.Series(fetched_utc, dtype="datetime64[us, UTC]").reset_index(drop=True)
     has_pub = raw_pub.notna().to_numpy()
-    bad = np.array([e is not None for e in pub.error]) & has_pub
+    bad = np.array([e is not None for e in pub.error], dtype=bool) & has_pub
     # An entry dated only by when it was last updated (common in Atom) keeps that time, flagged
     # from_updated: an upper bound on when it first appeared, never silently absent.
-    from_upd = ~has_pub & raw_upd.notna().to_numpy() & np.array([e is None for e in upd.error])
+    from_upd = ~has_pub & raw_upd.notna().to_numpy() & np.array([e is None for e in upd.error], dtype=bool)
     when = pub.utc.where(~from_upd, upd.utc)
     zone = np.where(from_upd, upd.zone_explicit, pub.zone_explicit)
     precision = np.where(from_upd, upd.precision_s, pub.precision_s)

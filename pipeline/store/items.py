@@ -100,6 +100,8 @@ class Written:
 
 
 WRITE_COLUMNS = [c for c in ITEM_COLUMNS]
+# Columns a source may give and others leave out (NULL): archive captures bound first sightings.
+OPTIONAL_ITEM_COLUMNS = ["first_seen_lo_utc"]
 
 
 def plan_items(con: duckdb.DuckDBPyConnection, relation: str) -> Written:
@@ -129,8 +131,10 @@ def store_planned(con: duckdb.DuckDBPyConnection, relation: str) -> int:
     (base,) = query_one(con, "SELECT coalesce(max(item_id), 0) FROM items")
     (new, lo, hi) = query_one(con, "SELECT count(*), min(_order), max(_order) FROM mt_new")
     (total,) = query_one(con, f"SELECT count(*) FROM {relation}")
-    head = (f"INSERT INTO items (item_id, {', '.join(WRITE_COLUMNS)}) "
-            f"SELECT ? + s._order, {', '.join('s.' + c for c in WRITE_COLUMNS)} FROM {relation} s")
+    given = {d[0] for d in con.execute(f"SELECT * FROM {relation} LIMIT 0").description}
+    cols = WRITE_COLUMNS + [c for c in OPTIONAL_ITEM_COLUMNS if c in given]
+    head = (f"INSERT INTO items (item_id, {', '.join(cols)}) "
+            f"SELECT ? + s._order, {', '.join('s.' + c for c in cols)} FROM {relation} s")
     n = 0
     if new == total and new:  # a first load: every row is new, no filter (and no hash table) needed
         (n,) = query_one(con, head, [base])

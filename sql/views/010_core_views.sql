@@ -7,11 +7,13 @@
 CREATE OR REPLACE VIEW v_items AS
 SELECT i.item_id, s.name AS source, s.role, i.published_utc, i.published_raw,
        i.time_precision_s, i.time_zone_explicit, i.time_flags, i.title, i.author, i.url,
-       i.url_normalized, i.guid, i.first_seen_utc, i.provenance, i.dedup_key, i.source_id,
+       i.url_normalized, i.guid, i.first_seen_lo_utc, i.first_seen_utc, i.provenance, i.dedup_key, i.source_id,
+       -- A claimed time later than the item's first sighting (an archive capture that already
+       -- held it) is flagged 'after_first_seen' and not trusted, like a time in the future.
        coalesce(i.published_utc IS NOT NULL AND i.time_zone_explicit
-                AND NOT list_contains(coalesce(i.time_flags, []), 'future'), false) AS time_usable,
+                AND NOT list_has_any(coalesce(i.time_flags, []), ['future', 'after_first_seen']), false) AS time_usable,
        coalesce(i.published_utc IS NOT NULL AND i.time_zone_explicit
-                AND NOT list_contains(coalesce(i.time_flags, []), 'future')
+                AND NOT list_has_any(coalesce(i.time_flags, []), ['future', 'after_first_seen'])
                 AND coalesce(i.time_precision_s, 1) <= 60, false) AS minute_usable
 FROM items i JOIN sources s USING (source_id);
 
