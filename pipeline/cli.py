@@ -60,7 +60,7 @@ def cmd_import_items(args, settings) -> int:
             con, args.file, source=args.source, role=args.role, time_column=args.time_column,
             text_column=args.text_column, url_column=args.url_column, id_column=args.id_column,
             author_column=args.author_column, timezone=args.timezone, dst=args.dst,
-            attribution=args.attribution, label=args.label,
+            attribution=args.attribution, label=args.label, snowflake=args.snowflake,
         )
     return _print_import(report)
 
@@ -291,6 +291,26 @@ def cmd_backfill_wayback(args, settings) -> int:
               f"{r.ok} parsed, {r.payloads_fetched} payloads fetched, {r.items_new} new items; failed: {failed}")
     print(f"{client.requests} requests to the archive")
     return EXIT_PARTIAL if any(r.blocked or r.failed for r in reports) else EXIT_OK
+
+
+def cmd_backfill_gdelt(args, settings) -> int:
+    from pipeline.sources.gdelt import backfill_gdelt, read_manifest
+    from pipeline.store.workspace import Workspace
+
+    if args.end <= args.start:
+        return _fail("--to must be after --from")
+    manifest = read_manifest(Path(args.manifest).read_text()) if args.manifest else None
+    reports = backfill_gdelt(Workspace(settings), args.start, args.end,
+                             tables=tuple(t.strip() for t in args.tables.split(",") if t.strip()),
+                             domains=tuple(args.domain), keywords=tuple(args.keyword), source=args.source,
+                             base_url=args.base_url, manifest=manifest)
+    by = {s: [r for r in reports if r.status == s] for s in ("ok", "missing", "failed")}
+    print(f"{len(reports)} files: {len(by['ok'])} loaded, {len(by['missing'])} missing (gaps), "
+          f"{len(by['failed'])} failed; {sum(r.kept for r in reports)} rows kept, "
+          f"{sum(r.new for r in reports)} new items, {sum(len(r.rejected) for r in reports)} rows rejected")
+    for r in by["missing"] + by["failed"]:
+        print(f"  {r.label} {r.table}: {r.status}: {r.reason}")
+    return EXIT_PARTIAL if by["failed"] or any(r.rejected for r in reports) else EXIT_OK
 
 
 def cmd_digest(args, settings) -> int:

@@ -93,6 +93,21 @@ def _backfill(sub, h) -> None:
     w.add_argument("--playback-endpoint", default="https://web.archive.org/web")
     w.add_argument("--per-minute", type=float, default=24.0, help="CDX requests a minute at most (default 24)")
     w.set_defaults(func=h.cmd_backfill_wayback)
+    g = bsub.add_parser("gdelt", help="which articles GDELT 2.0 saw, from its raw 15-minute files",
+                        description="Download the GDELT 2.0 mentions and GKG files of every 15-minute batch in "
+                                    "the window ({base-url}/{YYYYMMDDHHMMSS}.mentions.CSV.zip, .gkg.csv.zip), keep "
+                                    "the rows of the given domains and keywords, and load them with first-seen "
+                                    "interval (label - 15 min, label]. Missing slots are recorded as gaps; a "
+                                    "rerun skips the files done.")
+    g.add_argument("--from", dest="start", required=True, type=utc_instant, help="e.g. 2016-10-07T18:00Z")
+    g.add_argument("--to", dest="end", required=True, type=utc_instant, help="e.g. 2016-10-08T03:00Z")
+    g.add_argument("--tables", default="gkg,mentions", help="comma-separated: gkg, mentions (default both)")
+    g.add_argument("--domain", action="append", default=[], help="keep only this outlet domain (repeatable)")
+    g.add_argument("--keyword", action="append", default=[], help="keep only URLs/titles with this (repeatable)")
+    g.add_argument("--source", default="gdelt", help="source name (default gdelt)")
+    g.add_argument("--base-url", default="http://data.gdeltproject.org/gdeltv2")
+    g.add_argument("--manifest", help="master-list lines (<bytes> <md5> <url>) to check sizes and MD5 against")
+    g.set_defaults(func=h.cmd_backfill_gdelt)
 
 
 def _stories(sub, h) -> None:
@@ -158,6 +173,9 @@ def _import(sub, h) -> None:
                          "rejected (default), or read as the earlier or the later of its two instants")
     ii.add_argument("--attribution", help="where the data came from, for citation")
     ii.add_argument("--label", help="how the stream is shown in verdicts (default: the source name)")
+    ii.add_argument("--snowflake", action="store_true",
+                    help="the --id-column holds Twitter/X snowflake ids: decode each to its millisecond time "
+                         "where it agrees with the time column")
     ii.set_defaults(func=h.cmd_import_items)
 
 

@@ -24,3 +24,22 @@ CREATE TABLE wayback_captures (
     done_utc       TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (source_id, url, capture_ts)
 );
+
+-- The GDELT 2.0 raw files a backfill has dealt with, one row per source, 15-minute batch and
+-- table. status: ok, missing (no such file: a gap in GDELT's collection, never zero coverage),
+-- failed (truncated, wrong size or MD5, not one zip entry, HTTP error). A rerun skips ok rows.
+CREATE TABLE gdelt_files (
+    source_id      INTEGER NOT NULL,
+    label          VARCHAR NOT NULL,   -- YYYYMMDDHHMMSS: the batch ends here (items first seen in (label - 15 min, label])
+    tbl            VARCHAR NOT NULL,   -- mentions or gkg
+    url            VARCHAR NOT NULL,
+    status         VARCHAR NOT NULL,
+    reason         VARCHAR,
+    rows_read      INTEGER NOT NULL,
+    rows_kept      INTEGER NOT NULL,   -- after the domain and keyword filters
+    items_new      INTEGER NOT NULL,
+    rows_rejected  INTEGER NOT NULL,   -- wrong number of fields
+    rejections     VARCHAR,            -- the first 50, as file:line: reason
+    done_utc       TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (source_id, label, tbl)
+);

@@ -149,3 +149,32 @@ def test_identical_posts_by_different_authors_are_not_merged_and_repeats_are_nam
     blind = import_items(con, f, source="s2", time_column="when", text_column="text")
     assert (blind.new, blind.duplicates) == (1, 2)
     assert blind.duplicate_examples == ["line 3 repeats line 2", "line 4 repeats line 2"]
+
+
+def test_snowflake_ids_give_the_bundled_tweets_their_milliseconds(con, tmp_path):
+    """The bundled Trump tweets: ids decode to times within the stated second, to the ms."""
+    from datetime import datetime
+
+    src = CASE_2016_DIR / "trump_tweets_2016.csv.gz"
+    import_items(con, src, source="t", time_column="created_at_utc", text_column="text", id_column="tweet_id",
+                 snowflake=True)
+    rows = con.execute("""SELECT guid, published_raw, published_utc, time_flags FROM items
+                          WHERE source_id = (SELECT source_id FROM sources WHERE name = 't')""").fetchall()
+    assert len(rows) == 946
+    first = next(r for r in rows if r[0] == "771145576381427712")
+    assert first[2].isoformat(timespec="milliseconds") == "2016-09-01T00:40:07.258+00:00"  # ((id >> 22) + 1288834974657) ms
+    assert first[1] == "2016-09-01T00:40:07Z" and "snowflake" in first[3]
+    ok = [r for r in rows if "snowflake" in r[3]]
+    assert len(ok) == 946 and all(
+        0 <= (r[2] - datetime.fromisoformat(r[1].replace("Z", "+00:00"))).total_seconds() < 1 for r in ok)
+    # Coarse times (a date) take the id's time; an id that disagrees keeps the column's, flagged.
+    f = tmp_path / "coarse.csv"
+    f.write_text("id,day,text\n771145576381427712,2016-09-01,a\n771145576381427713,2016-09-03,b\n12345,2016-09-01,c\n")
+    import_items(con, f, source="c", time_column="day", text_column="text", id_column="id", timezone="UTC",
+                 snowflake=True)
+    got = dict(con.execute("""SELECT title, list_string_agg(time_flags) || ' ' || strftime(published_utc, '%H:%M:%S')
+                              FROM items WHERE source_id = (SELECT source_id FROM sources WHERE name = 'c')
+                              GROUP BY ALL""").fetchall())
+    assert got["a"].endswith("00:40:07") and "snowflake" in got["a"]
+    assert "snowflake_mismatch" in got["b"] and got["b"].endswith("00:00:00")
+    assert "snowflake" not in got["c"]  # not a snowflake at all: left alone

@@ -90,6 +90,7 @@ def import_items(
     attribution: str | None = None,
     label: str | None = None,
     caveat: str | None = None,
+    snowflake: bool = False,
 ) -> ImportReport:
     """Load any timestamped stream as items of the archive source ``source``.
 
@@ -97,8 +98,13 @@ def import_items(
     raw time, the author and the text, so the same post imported twice is one item and the same
     words posted by two accounts in the same minute are two. Times without a zone are read in
     ``timezone`` when named (usable, flagged zone_named) and refused otherwise; ``dst`` says what
-    to do with local times a DST change skips or repeats (reject, earlier, later).
+    to do with local times a DST change skips or repeats (reject, earlier, later). With
+    ``snowflake``, ids that are Twitter/X snowflakes give each post its millisecond time where
+    that time agrees with the time column (flagged snowflake; disagreeing ones keep the column's
+    time, flagged snowflake_mismatch).
     """
+    if snowflake and not id_column:
+        raise CsvFileError("--snowflake decodes the --id-column: name the column that holds the post ids")
     path = Path(path)
     started = now_utc()
     if timezone:
@@ -116,7 +122,7 @@ def import_items(
         return _import(con, path, header, sha, started, source=source, role=role, time_column=time_column,
                        text_column=text_column, url_column=url_column, id_column=id_column,
                        author_column=author_column, timezone=timezone, dst=dst, attribution=attribution,
-                       label=label, caveat=caveat)
+                       label=label, caveat=caveat, snowflake=snowflake)
     finally:
         for t in ("mt_items", "mt_unread"):
             con.execute(f"DROP TABLE IF EXISTS {t}")
@@ -131,7 +137,7 @@ def import_items(
 
 
 def _import(con, path, header, sha, started, *, source, role, time_column, text_column, url_column,
-            id_column, author_column, timezone, dst, attribution, label, caveat) -> ImportReport:
+            id_column, author_column, timezone, dst, attribution, label, caveat, snowflake) -> ImportReport:
     scan = scan_csv(con, path, header, "mt_csv")
     con.execute("CREATE OR REPLACE TEMP TABLE mt_unread (_line BIGINT, error VARCHAR)")
     _register_urls(con, url_column)
@@ -140,10 +146,13 @@ def _import(con, path, header, sha, started, *, source, role, time_column, text_
     con.execute(stage, {"zone": timezone, "dst": dst, "started": started})
     drop_scan(con, "mt_csv")  # mt_items holds everything now: free the memory
     _fill_unread(con, time_column, timezone, dst)
+    if snowflake:
+        _decode_snowflakes(con)
     report = ImportReport(file=str(path), rows_read=scan.rows + len(scan.rejected))
     report.rejected, report.rejected_total = _messages(con, path, time_column, timezone, scan.rejected)
     options = {"time_column": time_column, "text_column": text_column, "url_column": url_column,
                "id_column": id_column, "author_column": author_column, "timezone": timezone, "dst": dst,
+               "snowflake": snowflake,
                "reader": scan.method}
     with transaction(con):
         import_id = store.next_import_id(con)
@@ -161,6 +170,26 @@ def _import(con, path, header, sha, started, *, source, role, time_column, text_
             rows_new=report.new, rows_updated=0, errors=report.rejected, source_name=source,
             rows_rejected=report.rejected_total, options=json.dumps(options))
     return report
+
+
+SNOWFLAKE_EPOCH_MS = 1288834974657  # Twitter's epoch: ids since 4 Nov 2010 carry their time in ms
+
+
+def _decode_snowflakes(con) -> None:
+    """Set-based: a snowflake id's time ((id >> 22) + epoch, in ms) replaces a coarser stated
+    time when it lies inside the stated one's interval (give or take a second)."""
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE mt_snow AS
+        SELECT _line, to_timestamp(((TRY_CAST(guid AS UBIGINT) >> 22) + {SNOWFLAKE_EPOCH_MS}) / 1000.0) AS t,
+               published_utc, coalesce(time_precision_s, 1) AS width
+        FROM mt_items WHERE problem IS NULL AND regexp_full_match(coalesce(guid, ''), '[0-9]{{15,20}}')""")
+    con.execute("""UPDATE mt_items SET
+            published_utc = CASE WHEN s.ok THEN s.t ELSE mt_items.published_utc END,
+            time_precision_s = CASE WHEN s.ok THEN 1 ELSE mt_items.time_precision_s END,
+            time_flags = list_append(mt_items.time_flags, CASE WHEN s.ok THEN 'snowflake' ELSE 'snowflake_mismatch' END)
+        FROM (SELECT _line, t, t >= published_utc - INTERVAL 1 SECOND
+                             AND t < published_utc + to_seconds(width) + INTERVAL 1 SECOND AS ok FROM mt_snow) s
+        WHERE mt_items._line = s._line""")
+    con.execute("DROP TABLE mt_snow")
 
 
 def _write(con, source_id: int, import_id: int, file_name: str, seen) -> store.Written:
