@@ -62,14 +62,12 @@ def build_parser(h) -> argparse.ArgumentParser:
 def utc_instant(text: str):
     """2016-10-07, 2016-10-07T18:00Z or any ISO 8601 instant; a bare date or a time without a
     zone is UTC."""
-    from datetime import UTC, datetime
+    from pipeline.timestamps import parse_instant
 
     try:
-        t = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date or ISO 8601 time; write it like "
-                                         "2016-10-06 or 2016-10-07T18:00Z") from None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
+        return parse_instant(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _backfill(sub, h) -> None:

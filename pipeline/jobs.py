@@ -126,6 +126,60 @@ def import_archive(file: str, source: str, time_column: str, text_column: str, r
             "rejected": r.n_rejected, "first_rejections": r.rejected[:20]}
 
 
+def as_list(value) -> list[str]:
+    """A form's list field: a list, or text with one entry per line or comma; empty: []."""
+    if not value:
+        return []
+    if isinstance(value, str):
+        value = value.replace(",", "\n").splitlines()
+    return [str(v).strip() for v in value if str(v).strip()]
+
+
+def backfill_plan(kind: str, urls: list[str] | str | None, start: str, end: str) -> list[dict]:
+    """The units of a backfill, one mapped task each: a URL (wayback) or a 15-minute slot (gdelt)."""
+    from pipeline.sources.gdelt import GdeltError, slot_labels
+    from pipeline.timestamps import parse_instant
+
+    try:
+        lo, hi = parse_instant(start), parse_instant(end, end=True)
+    except ValueError as exc:
+        raise GdeltError(str(exc)) from None
+    if hi <= lo:
+        raise GdeltError(f"the window ends ({end}) before it starts ({start})")
+    urls = as_list(urls)
+    if kind == "wayback":
+        if not urls:
+            raise GdeltError("a wayback backfill needs at least one URL")
+        return [{"kind": kind, "url": u, "start": start, "end": end} for u in urls]
+    if kind == "gdelt":
+        return [{"kind": kind, "label": lb} for lb in slot_labels(lo, hi)]
+    raise GdeltError(f"no archive {kind!r}: choose wayback or gdelt")
+
+
+def backfill_unit(unit: dict, *, source: str | None = None, role: str | None = "news",
+                  domains: list[str] | str | None = None, keywords: list[str] | str | None = None,
+                  tables: list[str] | str | None = None, cdx_endpoint: str | None = None,
+                  playback_endpoint: str | None = None, base_url: str | None = None) -> dict:
+    """One URL's captures or one GDELT slot, through the one item writer; resumable (ledgers)."""
+    from pipeline.sources import gdelt, wayback
+    from pipeline.sources.wayback_client import CDX_ENDPOINT, PLAYBACK_ENDPOINT, WaybackClient
+    from pipeline.timestamps import parse_instant
+
+    ws = Workspace(load_settings())
+    if unit["kind"] == "wayback":
+        client = WaybackClient(cdx_endpoint or CDX_ENDPOINT, playback_endpoint or PLAYBACK_ENDPOINT)
+        r = wayback.backfill_url(ws, client, unit["url"], parse_instant(unit["start"]), parse_instant(unit["end"], end=True),
+                                 source=source or None, role=role or "news")
+        return {"url": r.url, "source": r.source, "captures": r.captures, "already_done": r.already_done,
+                "ok": r.ok, "failed": r.failed, "items_new": r.items_new, "blocked": r.blocked}
+    t = datetime.strptime(unit["label"], "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+    reps = gdelt.backfill_gdelt(ws, t, t, tables=tuple(as_list(tables) or ("gkg", "mentions")),
+                                domains=tuple(as_list(domains)), keywords=tuple(as_list(keywords)), source=source or "gdelt", role=role or "news",
+                                base_url=base_url or gdelt.BASE_URL)
+    return {"label": unit["label"], "files": [(r.table, r.status, r.reason) for r in reps],
+            "items_new": sum(r.new for r in reps), "rows_rejected": sum(len(r.rejected) for r in reps)}
+
+
 def weekly_digest(week: str | None = None, *, now: datetime | None = None, recipients=None,
                   smtp=None, force: bool = False) -> dict:
     """Compose the digest of ``week`` (default: the last complete ISO week before ``now``) from

@@ -155,3 +155,21 @@ def now_utc() -> datetime:
 def iso_z(t: float) -> str:
     """Epoch seconds as ISO 8601 UTC to the second, e.g. 2016-10-07T20:32:00Z."""
     return datetime.fromtimestamp(round(t), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_instant(text: str, *, end: bool = False) -> datetime:
+    """An instant a user typed: 2016-10-07, 2016-10-07T18:00Z or any ISO 8601 time; a time
+    without a zone is UTC. With ``end``, a bare date means the last second of that day (a
+    window "to 2016-10-08" includes the 8th)."""
+    from datetime import timedelta
+
+    raw = str(text).strip()
+    try:
+        t = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{text!r} is not a date or ISO 8601 time; write it like 2016-10-06 or "
+                         "2016-10-07T18:00Z") from None
+    t = t if t.tzinfo else t.replace(tzinfo=UTC)
+    if end and len(raw) == 10:
+        t += timedelta(days=1) - timedelta(seconds=1)
+    return t.astimezone(UTC)

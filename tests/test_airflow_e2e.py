@@ -131,7 +131,7 @@ def test_the_scheduler_runs_ingest_feeds_triggered_through_the_api(airflow, tmp_
     def all_parsed():
         dags = api.get(f"{base}/api/v2/dags", timeout=10).json()["dags"]
         return {d["dag_id"] for d in dags} >= {"ingest_feeds", "ingest_events", "analyze_timing",
-                                               "import_archive", "weekly_digest"}
+                                               "import_archive", "weekly_digest", "backfill_archive"}
 
     wait_for("every DAG to be parsed", all_parsed, timeout=180, every=2, proc=proc)
     from pipeline.sources.feeds import FeedSpec, add_feed

@@ -51,9 +51,10 @@ def ws(db_path, monkeypatch):
 
 
 def test_slots_cover_the_window_in_15_minute_batches():
-    assert slot_labels(T, T + timedelta(minutes=30)) == ["20161007200000", "20161007201500", "20161007203000"]
+    assert slot_labels(T, T + timedelta(minutes=30)) == ["20161007201500", "20161007203000"]
+    assert slot_labels(T - timedelta(seconds=1), T + timedelta(minutes=15)) == ["20161007200000", "20161007201500"]
     assert slot_labels(T + timedelta(minutes=1), T + timedelta(minutes=14)) == ["20161007201500"]
-    assert len(slot_labels(T, T + timedelta(days=1))) == 97
+    assert len(slot_labels(T, T + timedelta(days=1))) == 96
     assert slot_labels(T, T) == ["20161007200000"]
 
 
@@ -89,7 +90,7 @@ def test_a_window_of_files_loads_with_batch_intervals_claims_and_gaps(httpserver
         f"{c}.mentions.CSV.zip": zipped("x", entries=2),
     }
     base = serve(httpserver, files)
-    reps = backfill_gdelt(ws, T, T + timedelta(minutes=30), base_url=base,
+    reps = backfill_gdelt(ws, T - timedelta(minutes=1), T + timedelta(minutes=30), base_url=base,
                           domains=("example.com", "washingtonpost.com"))
     by = {(r.label, r.table): r for r in reps}
     assert by[(c, "gkg")].status == "missing" and "gap" in by[(c, "gkg")].reason
@@ -109,7 +110,8 @@ def test_a_window_of_files_loads_with_batch_intervals_claims_and_gaps(httpserver
     assert "after_first_seen" in late[5] and not late[6]  # claimed 1 h 45 min after GDELT saw it
     assert rows["https://example.com/hack"][3] == T  # first seen in the first batch; mentions added nothing new
     assert ledger == (6, 4)
-    again = backfill_gdelt(ws, T, T + timedelta(minutes=30), base_url=base, domains=("example.com", "washingtonpost.com"))
+    again = backfill_gdelt(ws, T - timedelta(minutes=1), T + timedelta(minutes=30), base_url=base,
+                           domains=("example.com", "washingtonpost.com"))
     assert {(r.label, r.table, r.status) for r in again} == {(c, "gkg", "missing"), (c, "mentions", "failed")}
     assert sum(r.new for r in again) == 0
 
@@ -121,11 +123,13 @@ def test_size_md5_and_truncation_are_checked(httpserver, ws):
     base = serve(httpserver, {f"{a}.gkg.csv.zip": good, "20161007201500.gkg.csv.zip": cut})
     manifest = read_manifest(f"{len(good)} {hashlib.md5(b'other').hexdigest()} {base}/{a}.gkg.csv.zip\n"
                              "not a manifest line\n")
-    reps = backfill_gdelt(ws, T, T + timedelta(minutes=15), tables=("gkg",), base_url=base, manifest=manifest)
+    reps = backfill_gdelt(ws, T - timedelta(minutes=1), T + timedelta(minutes=15), tables=("gkg",), base_url=base,
+                          manifest=manifest)
     reasons = {r.label: r.reason for r in reps}
     assert "MD5" in reasons[a] and "not a complete zip" in reasons["20161007201500"]
     ok = read_manifest(f"{len(good)} {hashlib.md5(good).hexdigest()} {base}/{a}.gkg.csv.zip")
-    (rep, _) = backfill_gdelt(ws, T, T + timedelta(minutes=15), tables=("gkg",), base_url=base, manifest=ok)
+    (rep, _) = backfill_gdelt(ws, T - timedelta(minutes=1), T + timedelta(minutes=15), tables=("gkg",),
+                              base_url=base, manifest=ok)
     assert rep.status == "ok" and rep.new == 1
 
 
@@ -142,3 +146,20 @@ def test_keyword_filter_and_command_line(httpserver, db_path, capsys):
     assert "1 files: 1 loaded" in out and "1 new items" in out
     assert main(["--db", str(db_path), "backfill", "gdelt", "--from", "2016-10-07", "--to", "2016-10-08",
                  "--tables", "events", "--base-url", base]) == 2
+
+
+def test_backfill_plans_units_and_refuses_bad_forms():
+    from pipeline import jobs
+    from pipeline.sources.gdelt import GdeltError
+
+    assert jobs.as_list("a.com, b.com\nc.com") == ["a.com", "b.com", "c.com"] and jobs.as_list(None) == []
+    units = jobs.backfill_plan("wayback", "http://a/rss\nhttp://b/rss", "2016-10-06", "2016-10-08")
+    assert [u["url"] for u in units] == ["http://a/rss", "http://b/rss"]
+    slots = jobs.backfill_plan("gdelt", None, "2016-10-07", "2016-10-07")  # the whole day, inclusive
+    assert len(slots) == 96 and slots[0]["label"] == "20161007001500" and slots[-1]["label"] == "20161008000000"
+    for kind, urls, start, end, words in [("wayback", None, "2016-10-06", "2016-10-07", "at least one URL"),
+                                          ("gdelt", None, "2016-10-08", "2016-10-07", "before it starts"),
+                                          ("ftp", None, "2016-10-06", "2016-10-07", "no archive 'ftp'"),
+                                          ("gdelt", None, "yesterday", "2016-10-07", "not a date")]:
+        with pytest.raises(GdeltError, match=words):
+            jobs.backfill_plan(kind, urls, start, end)

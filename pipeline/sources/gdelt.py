@@ -55,13 +55,14 @@ class GdeltError(UserError):
 
 
 def slot_labels(start: datetime, end: datetime) -> list[str]:
-    """Every 15-minute batch label whose batch (L - 15 min, L] overlaps [start, end]."""
+    """Every 15-minute batch label L whose batch (L - 15 min, L] overlaps [start, end] for more
+    than an instant (a whole day is 96 files); for start == end, the batch holding that instant."""
     t = start.astimezone(UTC).replace(second=0, microsecond=0)
     t += timedelta(minutes=(-t.minute) % 15)
-    if t < start:
+    if t < start or (t == start and end > start):
         t += SLOT
     out = []
-    while t - SLOT < end:
+    while t - SLOT < end or not out:
         out.append(t.strftime("%Y%m%d%H%M%S"))
         t += SLOT
     return out
