@@ -42,10 +42,10 @@ def ingest_events():
         return jobs.plan_feed_shards(roles=jobs.RELEASE_ROLES, shards=4)
 
     @task(execution_timeout=timedelta(minutes=10), retries=1, queue=FETCH_QUEUE)
-    def fetch(shard: list[dict]) -> dict:
+    def fetch(shard: list[dict], ti=None) -> dict:
         from pipeline import jobs
 
-        return jobs.fetch_shard(shard, lane="release")
+        return jobs.fetch_shard(shard, lane="release", poll_id=f"{ti.dag_id}/{ti.run_id}/{ti.map_index}")
 
     @task(pool=WRITER_POOL, retry_policy=WRITER_RETRY, trigger_rule="none_failed")
     def load_and_import(fetched: list[dict]) -> dict:

@@ -51,11 +51,11 @@ def ingest_feeds():
         return shards
 
     @task(execution_timeout=timedelta(minutes=10), retries=1, queue=FETCH_QUEUE)
-    def fetch(shard: list[dict]) -> dict:
+    def fetch(shard: list[dict], ti=None) -> dict:
         """Fetch and parse one shard; stage it on disk."""
         from pipeline import jobs
 
-        result = jobs.fetch_shard(shard, lane="news")
+        result = jobs.fetch_shard(shard, lane="news", poll_id=f"{ti.dag_id}/{ti.run_id}/{ti.map_index}")
         for failure in result["failures"]:
             print(f"feed failed: {failure}")
         return result

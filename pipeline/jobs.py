@@ -31,19 +31,41 @@ def plan_feed_shards(roles=NEWS_ROLES, shards: int = 8, force: bool = False) -> 
     return [[asdict(r) for r in group] for group in ingest.shard_by_host(due, shards)]
 
 
-def fetch_shard(shard: list[dict], lane: str = "news") -> dict:
-    """Fetch and parse one shard and stage it in its lane on disk. Never touches the database."""
+def fetch_shard(shard: list[dict], lane: str = "news", poll_id: str | None = None) -> dict:
+    """Fetch and parse one shard and stage it in its lane on disk. Never touches the database.
+
+    ``poll_id`` names the poll across attempts (the DAG run and map index): every attempt stages
+    under the same batch id with the same fetch keys, so a retry that finds its predecessor's
+    batch staged and not yet merged reuses it instead of polling again, and an orphaned attempt
+    that stages after the retry's batch was merged adds nothing (merge skips a loaded batch)."""
     s = load_settings()
     lane_dir = writable_folder(batches.staging_lane(s.data_dir, lane), "staging folder", "MEDIA_TIMING_DATA_DIR")
+    batch_id = batches.poll_batch_id(poll_id) if poll_id else None
+    if batch_id and (lane_dir / batch_id / batches.SUCCESS_MARK).exists():
+        return {"batch": batch_id, "reused": True, **_staged_summary(lane_dir / batch_id)}
     limits = ingest.fetch_limits(s)
     requests = [FeedRequest(**r) for r in shard]
     batch, polled = batches.make_batch(ingest.poll(requests, limits=limits, workers=s.fetch_workers,
-                                                  per_host=s.fetch_per_host))
+                                                  per_host=s.fetch_per_host), batch_id=batch_id)
     where = batches.stage(batch, lane_dir)
     summary = ingest.summarize([p.outcome for p in polled], [])
     return {"batch": where.name, "feeds": summary.feeds, "ok": summary.ok,
             "not_modified": summary.not_modified, "failed": summary.failed,
             "failures": summary.failures[:50]}
+
+
+def _staged_summary(directory: Path) -> dict:
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        rows = con.execute(f"SELECT status, url, error FROM read_parquet('{directory / 'fetches.parquet'}')").fetchall()
+    finally:
+        con.close()
+    failed = [f"{u}: {e}" for st, u, e in rows if st in ("failed", "not_a_feed")]
+    return {"feeds": len(rows), "ok": sum(st == "ok" for st, _, _ in rows),
+            "not_modified": sum(st in ("not_modified", "unchanged") for st, _, _ in rows),
+            "failed": len(failed), "failures": failed[:50]}
 
 
 def load_staged(lane: str = "news") -> dict:

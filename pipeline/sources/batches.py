@@ -5,6 +5,7 @@ listed oldest first, and cleared when abandoned."""
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import uuid
 from collections.abc import Iterable
@@ -108,14 +109,26 @@ def _items(polled: list[Polled]) -> pd.DataFrame | None:
     return f
 
 
-def make_batch(polled: Iterable[Polled], chunk_items: int = 5000) -> tuple[Batch, list[Polled]]:
+def poll_batch_id(poll_id: str) -> str:
+    """The batch id of one poll, the same for every attempt at it (an Airflow retry, or the
+    orphaned first attempt of a worker whose process group died): its batch and its fetch rows
+    then merge once, whichever attempt stages first."""
+    return hashlib.sha256(poll_id.encode()).hexdigest()[:32]
+
+
+def make_batch(polled: Iterable[Polled], chunk_items: int = 5000,
+               batch_id: str | None = None) -> tuple[Batch, list[Polled]]:
     """One frame of fetch rows and one of items for everything polled (and the polled list).
 
     Item frames are built every ``chunk_items`` entries while ``polled`` is still producing,
-    so with a live poll the frame work overlaps the network wait.
+    so with a live poll the frame work overlaps the network wait. With ``batch_id`` (see
+    ``poll_batch_id``) each fetch's key is derived from it and the feed, so two attempts at one
+    poll record one fetch per feed.
     """
     done, rows, frames, pending, n = [], [], [], [], 0
     for p in polled:
+        if batch_id:
+            p = Polled(replace(p.outcome, fetch_key=f"{batch_id}-{p.outcome.request.source_id}"), p.feed)
         done.append(p)
         rows.append(_fetch_row(p))
         pending.append(p)
@@ -129,18 +142,35 @@ def make_batch(polled: Iterable[Polled], chunk_items: int = 5000) -> tuple[Batch
     fetches["started_utc"] = pd.to_datetime(fetches["started_utc"], utc=True)
     fetches["retry_after_utc"] = pd.to_datetime(fetches["retry_after_utc"], utc=True)
     items = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["fetch_key", *ITEM_COLUMNS])
-    return Batch(uuid.uuid4().hex, fetches, items), done
+    return Batch(batch_id or uuid.uuid4().hex, fetches, items), done
 
 
 def stage(batch: Batch, root: Path, *, items: bool = True) -> Path:
     """Write the batch as Parquet under root/<batch_id>/; the _SUCCESS mark is written last.
-    ``items=False`` when its items are already there, written by parser processes."""
+    ``items=False`` when its items are already there, written by parser processes.
+
+    With its items, the batch is written in a hidden folder and renamed into place in one step:
+    if another attempt at the same poll staged first, that batch stays and this one is dropped."""
     target = root / batch.batch_id
-    target.mkdir(parents=True, exist_ok=True)
-    write_parquet(batch.fetches, target / "fetches.parquet")
-    if items:
-        write_parquet(batch.items, target / "items.parquet")
-    (target / SUCCESS_MARK).write_text(batch.batch_id)
+    if not items:
+        target.mkdir(parents=True, exist_ok=True)
+        write_parquet(batch.fetches, target / "fetches.parquet")
+        (target / SUCCESS_MARK).write_text(batch.batch_id)
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".{batch.batch_id}.{uuid.uuid4().hex[:8]}.tmp"
+    tmp.mkdir()
+    try:
+        write_parquet(batch.fetches, tmp / "fetches.parquet")
+        write_parquet(batch.items, tmp / "items.parquet")
+        (tmp / SUCCESS_MARK).write_text(batch.batch_id)
+        if not target.exists():
+            try:
+                os.rename(tmp, target)
+            except OSError:  # another attempt renamed its batch into place just now
+                pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
@@ -157,7 +187,8 @@ def write_parquet(frame: pd.DataFrame, path: Path) -> None:
 def staged_dirs(root: Path) -> list[Path]:
     if not root.exists():
         return []
-    return sorted((d for d in root.iterdir() if (d / SUCCESS_MARK).exists()), key=lambda d: d.stat().st_mtime)
+    return sorted((d for d in root.iterdir() if not d.name.startswith(".") and (d / SUCCESS_MARK).exists()),
+                  key=lambda d: d.stat().st_mtime)
 
 
 def drop_abandoned(root: Path, older_than: timedelta = ABANDONED_AFTER) -> list[Path]:
@@ -167,7 +198,8 @@ def drop_abandoned(root: Path, older_than: timedelta = ABANDONED_AFTER) -> list[
         return []
     cutoff = datetime.now(UTC).timestamp() - older_than.total_seconds()
     dropped = [d for d in root.iterdir()
-               if d.is_dir() and not (d / SUCCESS_MARK).exists() and d.stat().st_mtime < cutoff]
+               if d.is_dir() and (d.name.startswith(".") or not (d / SUCCESS_MARK).exists())
+               and d.stat().st_mtime < cutoff]
     for d in dropped:
         shutil.rmtree(d, ignore_errors=True)
     return dropped
