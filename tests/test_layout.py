@@ -114,3 +114,15 @@ def test_the_checker_sees_a_back_edge():
     assert not _allowed("outputs.digest", MAY_IMPORT["sources"], "sources")
     assert not _allowed("sources.ingest", MAY_IMPORT["analysis"], "analysis")
     assert _allowed("sources.csvfile", MAY_IMPORT["analysis"], "analysis")
+
+
+def test_commands_that_compute_no_statistics_do_not_import_scipy():
+    """scipy.stats costs most of a second to import; `media-timing sql`, `--help` and the other
+    commands that compute nothing must not pay it (the null registry imports it lazily)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, pipeline.cli as c; c.build_parser(); "
+            "print(sorted(m for m in ('scipy', 'matplotlib', 'pandas') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from .nulls import Coverage, Model
 
@@ -39,6 +38,10 @@ class PoissonScreen(Model):
               "at what a Monte Carlo null should test.")
 
     def pvalues(self, counts: np.ndarray, expected: np.ndarray) -> np.ndarray:
+        # scipy.stats on first use: importing it costs most of a second, and the registry (which
+        # every command's --help reads) should not.
+        from scipy import stats
+
         return np.asarray(stats.poisson.sf(counts - 1, expected), dtype=np.float64)
 
     def screen(self, releases: np.ndarray, times: np.ndarray, window_s: float,
@@ -53,6 +56,6 @@ class PoissonScreen(Model):
         counts = (np.searchsorted(times, releases + window_s, side="right")
                   - np.searchsorted(times, releases - window_s, side="left"))
         pvals = np.where(testable, self.pvalues(counts, expected), np.nan)
-        pooled = (float(stats.poisson.sf(counts[testable].sum() - 1, expected[testable].sum()))
+        pooled = (float(self.pvalues(np.array([counts[testable].sum()]), np.array([expected[testable].sum()]))[0])
                   if testable.any() else float("nan"))
         return ScreenCounts(counts, expected, pvals, testable, pooled, rate)
