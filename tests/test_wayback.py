@@ -224,3 +224,16 @@ def test_archived_items_without_a_claimed_time_give_onsets_their_capture_interva
     tape = rows[rows["title"].str.contains("lewd")].iloc[0]
     assert (tape["lo"], tape["hi"]) == (before.timestamp(), after.timestamp())
     assert tape["url"] == "http://www.example-news.com/politics/trump-tape"
+
+
+def test_an_earlier_range_backfilled_afterwards_tightens_the_intervals(fake, ws):
+    a = T0 + timedelta(hours=1)
+    for h in (2, 4, 30, 40):  # a story published at `a`, still in the feed at every capture
+        fake.archive.add_capture(FEED, ts14(T0 + timedelta(hours=h)), rss([("kept", a), (f"at {h}", a)]))
+    backfill_wayback(ws, [FEED], T0 + timedelta(hours=24), T0 + timedelta(days=2), client=client(fake))
+    later = {r[0]: r for r in items_of(ws)}["kept"]
+    assert later[2] == T0 + timedelta(hours=30) and later[1] is None  # first seen in the later range only
+    backfill_wayback(ws, [FEED], T0, T0 + timedelta(hours=23), client=client(fake))
+    kept = {r[0]: r for r in items_of(ws)}["kept"]
+    assert kept[2] == T0 + timedelta(hours=2) and kept[1] is None  # the first capture of all held it
+    assert "wayback:20161006020000" in kept[5]

@@ -25,12 +25,11 @@ import zipfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-import pandas as pd
 import requests
 
 from pipeline.errors import UserError
-from pipeline.sources import batches, parse_feed
 from pipeline.sources.parse_types import RawEntry
+from pipeline.sources.sightings import sighted_items, store_sighted
 from pipeline.sources.wayback_client import USER_AGENT
 from pipeline.store import items as store
 
@@ -139,30 +138,6 @@ def _keep(row: dict, table: str, domains: tuple[str, ...], keywords: tuple[str, 
     return RawEntry(guid=None, link=url, title=title, author=outlet, published=claim, title_type="text")
 
 
-def _frame(entries: list[RawEntry], label: str, table: str, source_id: int) -> pd.DataFrame:
-    hi = datetime.strptime(label, "%Y%m%d%H%M%S").replace(tzinfo=UTC)
-    f = parse_feed.items_frame(entries, [e.link or "" for e in entries], pd.Series([hi] * len(entries)))
-    f.insert(0, "source_id", source_id)
-    f.insert(1, "dedup_key", batches.dedup_keys(f))
-    f["time_flags"] = [list(fl) + (["after_first_seen"] if "future" in fl else []) for fl in f["time_flags"]]
-    f["first_seen_lo_utc"] = pd.Series([hi - SLOT] * len(f), dtype="datetime64[us, UTC]")
-    f["provenance"] = f"gdelt:{label}.{table}"
-    f["_order"] = range(1, len(f) + 1)
-    return f.drop_duplicates("dedup_key")
-
-
-def _store(con, frame: pd.DataFrame) -> int:
-    con.register("mt_gdelt", frame)
-    try:
-        con.execute("CREATE OR REPLACE TEMP TABLE mt_gdelt_items AS SELECT * FROM mt_gdelt")
-    finally:
-        con.unregister("mt_gdelt")
-    try:
-        return store.write_items(con, "mt_gdelt_items").new
-    finally:
-        con.execute("DROP TABLE mt_gdelt_items")
-
-
 def _record(con, source_id: int, rep: FileReport, url: str) -> None:
     con.execute("""INSERT OR REPLACE INTO gdelt_files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())""",
                 [source_id, rep.label, rep.table, url, rep.status, rep.reason, rep.rows, rep.kept, rep.new,
@@ -220,7 +195,10 @@ def backfill_gdelt(ws, start: datetime, end: datetime, *, tables: tuple[str, ...
             rep.kept = len(entries)
             with ws.write() as con:
                 if entries:
-                    rep.new = _store(con, _frame(entries, label, table, src.source_id))
+                    hi = datetime.strptime(label, "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+                    rep.new = store_sighted(con, sighted_items(
+                        entries, [e.link or "" for e in entries], source_id=src.source_id, seen_lo=hi - SLOT,
+                        seen_hi=hi, provenance=f"gdelt:{label}.{table}"))
                 _record(con, src.source_id, rep, url)
             out.append(rep)
     return out

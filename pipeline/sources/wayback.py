@@ -21,12 +21,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
-import pandas as pd
-
 from pipeline.errors import UserError
-from pipeline.sources import batches, parse_feed
+from pipeline.sources import parse_feed
 from pipeline.sources.front_page import headline_links
 from pipeline.sources.parse_types import NotAFeed, RawEntry
+from pipeline.sources.sightings import add_flag, sighted_items, store_sighted
 from pipeline.sources.wayback_client import BlockedURL, Capture, WaybackClient, ts14
 from pipeline.store import items as store
 
@@ -77,41 +76,6 @@ def parse_capture(body: bytes, base_url: str) -> list[RawEntry]:
         return links
 
 
-def _frame(entries: list[RawEntry], cap: Capture, source_id: int, lo: datetime | None,
-           overflow: bool) -> pd.DataFrame:
-    utc = cap.utc
-    f = parse_feed.items_frame(entries, [cap.original] * len(entries), pd.Series([utc] * len(entries)))
-    f.insert(0, "source_id", source_id)
-    f.insert(1, "dedup_key", batches.dedup_keys(f))
-    # items_frame flags a time more than ten minutes after the fetch as 'future'; for a capture
-    # that is a claimed time later than the sighting that already held the item.
-    late = f["time_flags"].map(lambda flags: "future" in flags)
-    f["time_flags"] = [list(fl) + (["after_first_seen"] if is_late else []) + (["window_overflow"] if overflow else [])
-                       for fl, is_late in zip(f["time_flags"], late)]
-    f["first_seen_lo_utc"] = pd.Series([lo] * len(f), dtype="datetime64[us, UTC]")
-    f["provenance"] = f"wayback:{cap.timestamp}:{cap.original}"
-    f["_order"] = range(1, len(f) + 1)
-    return f.drop_duplicates("dedup_key")
-
-
-def _store(con, frame: pd.DataFrame) -> int:
-    """New items through the one writer; an item already stored from a later capture (an earlier
-    range backfilled afterwards) gets the earlier, tighter interval."""
-    con.register("mt_wayback", frame)
-    try:
-        con.execute("CREATE OR REPLACE TEMP TABLE mt_capture AS SELECT * FROM mt_wayback")
-    finally:
-        con.unregister("mt_wayback")
-    written = store.write_items(con, "mt_capture")
-    con.execute("""UPDATE items i SET first_seen_utc = c.first_seen_utc, first_seen_lo_utc = c.first_seen_lo_utc,
-                          provenance = c.provenance
-                   FROM mt_capture c
-                   WHERE i.source_id = c.source_id AND i.dedup_key = c.dedup_key
-                     AND i.first_seen_utc > c.first_seen_utc""")
-    con.execute("DROP TABLE mt_capture")
-    return written.new
-
-
 def _source_name(url: str, source: str | None) -> str:
     return source or "wayback:" + (urlsplit(url).hostname or url).removeprefix("www.")
 
@@ -153,11 +117,13 @@ def backfill_url(ws, client: WaybackClient, url: str, start: datetime, end: date
                 rep.ok += 1
                 prev_good, prev_keys = cap.utc, set()
                 continue
-            frame = _frame(entries, cap, src.source_id, prev_good, False)
+            frame = sighted_items(entries, [cap.original] * len(entries), source_id=src.source_id,
+                                  seen_lo=prev_good, seen_hi=cap.utc,
+                                  provenance=f"wayback:{cap.timestamp}:{cap.original}")
             keys = set(frame["dedup_key"])
             if prev_keys and keys and not keys & prev_keys:
-                frame = _frame(entries, cap, src.source_id, prev_good, True)
-            new = _store(con, frame) if len(frame) else 0
+                add_flag(frame, "window_overflow")
+            new = store_sighted(con, frame) if len(frame) else 0
             _record(con, url, cap, "ok", src.source_id, None, len(frame), new)
         rep.ok += 1
         rep.items_new += new
