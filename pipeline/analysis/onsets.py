@@ -32,6 +32,7 @@ from pipeline.timestamps import iso_z
 from pipeline.timing.onsets import Onset, order_of, story_onset
 
 ALL = "all streams"
+MATCH = "_story:"  # the column prefix of an item's story matches
 LAG_TOLERANCE_S = 15 * 60
 COPY_THRESHOLD = 0.5  # Jaccard similarity of word-bigram sets above which two texts are copies
 _WORDS = re.compile(r"[a-z0-9']+")
@@ -108,11 +109,8 @@ def onset_inputs(con: duckdb.DuckDBPyConnection, claim: Claim,
     rules = load_story_rules(path)
     stories = rules.named(spec.get("stories"))
     ids = sorted({r.anchor for r in stories if r.anchor})
+    # load_events refuses ids that are not in the events table, naming them.
     anchors = {e.event_id: e for e in load_events(con, EventSelector(event_ids=tuple(ids)))} if ids else {}
-    lost = [i for i in ids if i not in anchors]
-    if lost:
-        raise OnsetError(f"{path.name}: anchor event(s) {', '.join(lost)} are not in the events table; "
-                         "import the timeline first")
     names = onset_sources(con, claim, spec, sources)
     return OnsetInputs(rules, stories, anchors, {n: onset_items(con, n) for n in names},
                        float(spec.get("bin_minutes", 15)) * 60)
@@ -187,10 +185,11 @@ def _orders(source: str, found: dict[str, Onset], res: float, lagged: bool) -> l
 
 
 def _stream(source: str, items: pd.DataFrame, inp: OnsetInputs) -> tuple[list[dict], list[dict], dict]:
-    matrix = match_stories(items["title"], inp.stories)
+    """``items`` carries a boolean column MATCH + story per story (matched once for all streams)."""
     records, found, notes = [], {}, {}
+    res = resolution_s(items)
     for rule in inp.stories:
-        mask = matrix[rule.name].to_numpy() & _in_window(items, rule, inp.anchors)
+        mask = items[MATCH + rule.name].to_numpy(dtype=bool) & _in_window(items, rule, inp.anchors)
         story_items = items[mask].reset_index(drop=True)
         anchor = inp.anchors.get(rule.anchor) if rule.anchor else None
         span = ((anchor.lo + rule.window_hours[0] * 3600, anchor.hi + rule.window_hours[1] * 3600)
@@ -202,7 +201,7 @@ def _stream(source: str, items: pd.DataFrame, inp: OnsetInputs) -> tuple[list[di
         found[rule.name] = o
         if not o.found:
             notes[rule.name] = "matches nothing in this stream" + (" inside its window" if anchor else "")
-        elif anchor is not None and o.onset_hi < anchor.lo - resolution_s(items):
+        elif anchor is not None and o.onset_hi < anchor.lo - res:
             notes[rule.name] = (f"its first match comes {(anchor.lo - o.onset_hi) / 60:.0f} min before the "
                                 f"sourced event {anchor.event_id}: a pre-story or a rule that catches "
                                 "something else; audit it with `media-timing stories check`")
@@ -210,18 +209,21 @@ def _stream(source: str, items: pd.DataFrame, inp: OnsetInputs) -> tuple[list[di
     # item came. A stream that lags cannot give the true gaps, only (at best) the order.
     lags = [r["lag_minutes"] for r in records if r["lag_minutes"] is not None]
     lagged = bool(lags) and max(lags) * 60 > LAG_TOLERANCE_S
-    summary = {"source": source, "n_items": len(items), "resolution_minutes": round(resolution_s(items) / 60, 1),
+    summary = {"source": source, "n_items": len(items), "resolution_minutes": round(res / 60, 1),
                "lagged": lagged, "max_lag_minutes": max(lags) if lags else None, "notes": notes}
-    return records, _orders(source, found, resolution_s(items), lagged), summary
+    return records, _orders(source, found, res, lagged), summary
 
 
 def measure_onsets(inp: OnsetInputs) -> dict:
     """Onsets of every story in every stream and in all streams together, the order of each
     pair of stories per stream, and each stream's lag behind the sourced events. No I/O."""
-    streams = dict(inp.streams)
+    frames = [df.assign(stream=name) for name, df in inp.streams.items()]
+    every = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["title", "stream"])
+    matrix = match_stories(every["title"], inp.stories)  # one pass over every stream for every story
+    every = pd.concat([every, matrix.add_prefix(MATCH)], axis=1)
+    streams = {name: every[every["stream"] == name].reset_index(drop=True) for name in inp.streams}
     if len(streams) > 1:
-        together = pd.concat([df.assign(outlet=name + "/" + df["outlet"]) for name, df in streams.items()],
-                             ignore_index=True)
+        together = every.assign(outlet=every["stream"] + "/" + every["outlet"])
         streams[ALL] = together.sort_values(["lo", "hi"], kind="stable").reset_index(drop=True)
     records, orders, summaries = [], [], []
     for source, items in streams.items():
@@ -229,10 +231,8 @@ def measure_onsets(inp: OnsetInputs) -> dict:
         records += r
         orders += o
         summaries.append(s)
-    both = match_stories(pd.concat([df["title"] for df in inp.streams.values()], ignore_index=True),
-                         inp.stories) if inp.streams else pd.DataFrame()
-    overlaps = {f"{a} & {b}": int((both[a] & both[b]).sum()) for a, b in combinations(both.columns, 2)
-                if (both[a] & both[b]).any()}
+    overlaps = {f"{a} & {b}": int((matrix[a] & matrix[b]).sum()) for a, b in combinations(matrix.columns, 2)
+                if (matrix[a] & matrix[b]).any()}
     return {"rules_file": inp.rules.path.name, "rules_sha256": inp.rules.sha256,
             "stories": [r.name for r in inp.stories], "bin_minutes": inp.bin_s / 60,
             "records": records, "orders": orders, "streams": summaries, "overlaps": overlaps}
