@@ -19,21 +19,24 @@ from pipeline.analysis.results import AnalysisResult
 from pipeline.store.database import transaction
 
 
+def json_safe(x):
+    """``x`` with numpy types made plain and NaN or infinities made None (JSON has neither)."""
+    if isinstance(x, float) and not np.isfinite(x):
+        return None
+    if isinstance(x, np.generic):
+        return json_safe(x.item())
+    if isinstance(x, np.ndarray):
+        return [json_safe(v) for v in x.tolist()]
+    if isinstance(x, dict):
+        return {k: json_safe(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [json_safe(v) for v in x]
+    return x
+
+
 def clean_json(obj) -> str:
     """JSON without NaN or numpy types (NaN and infinities become null)."""
-    def clean(x):
-        if isinstance(x, float) and not np.isfinite(x):
-            return None
-        if isinstance(x, np.generic):
-            return clean(x.item())
-        if isinstance(x, np.ndarray):
-            return [clean(v) for v in x.tolist()]
-        if isinstance(x, dict):
-            return {k: clean(v) for k, v in x.items()}
-        if isinstance(x, list | tuple):
-            return [clean(v) for v in x]
-        return x
-    return json.dumps(clean(obj))
+    return json.dumps(json_safe(obj))
 
 
 def is_stored(con: duckdb.DuckDBPyConnection, run_id: str) -> bool:

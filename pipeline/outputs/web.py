@@ -21,12 +21,11 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import numpy as np
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from pipeline.analysis.results import AnalysisResult
-from pipeline.analysis.runs import latest_runs, load_run
+from pipeline.analysis.runs import json_safe, latest_runs, load_run
 from pipeline.errors import Unavailable
 from pipeline.outputs.report import render_report, report_images, template_env
 from pipeline.outputs.verdict import fmt_p, verdict
@@ -82,16 +81,6 @@ def _png_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
-def _json_safe(x: Any) -> Any:
-    if isinstance(x, float) and not np.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _json_safe(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_json_safe(v) for v in x]
-    return x
-
-
 def create_app(workspace: Callable[[], Workspace] = Workspace.from_environment,
                auth: Callable[..., Any] | None = None) -> FastAPI:
     """The app; ``workspace`` says where the database is, ``auth`` guards every route."""
@@ -107,7 +96,7 @@ def create_app(workspace: Callable[[], Workspace] = Workspace.from_environment,
 
     def page(request: Request, template: str, doc: dict, status: int = 200) -> Response:
         if request.query_params.get("format") == "json":
-            return JSONResponse(_json_safe(doc), status_code=status)
+            return JSONResponse(json_safe(doc), status_code=status)
         return HTMLResponse(env.get_template(template).render(**doc), status_code=status)
 
     @app.exception_handler(Unavailable)
@@ -138,7 +127,7 @@ def create_app(workspace: Callable[[], Workspace] = Workspace.from_environment,
             return page(request, "web_updating.html.j2",
                         {"status": "not found", "message": f"No stored run {run_id}.", "detail": ""}, 404)
         if request.query_params.get("format") == "json":
-            return JSONResponse(_json_safe(result.to_facts()))
+            return JSONResponse(json_safe(result.to_facts()))
         images = {name: _png_uri(png) for name, png in report_images(result).items()}
         return HTMLResponse(render_report(result, images))
 
