@@ -268,15 +268,11 @@ def cmd_stories_check(args, settings) -> int:
 
 
 def cmd_backfill_wayback(args, settings) -> int:
-    from datetime import timedelta
-
     from pipeline.sources.wayback import backfill_wayback
     from pipeline.sources.wayback_client import WaybackClient
     from pipeline.store.workspace import Workspace
 
-    end = args.end
-    if (end.hour, end.minute, end.second) == (0, 0, 0):  # a day: all of it
-        end = end + timedelta(days=1) - timedelta(seconds=1)
+    end = args.end  # a bare date already means the whole day (cli_args.utc_window_end)
     if end < args.start:
         return _fail("--to is before --from")
     client = WaybackClient(args.cdx_endpoint, args.playback_endpoint, per_minute=args.per_minute)

@@ -59,15 +59,20 @@ def build_parser(h) -> argparse.ArgumentParser:
     return p
 
 
-def utc_instant(text: str):
+def utc_instant(text: str, end: bool = False):
     """2016-10-07, 2016-10-07T18:00Z or any ISO 8601 instant; a bare date or a time without a
     zone is UTC."""
     from pipeline.timestamps import parse_instant
 
     try:
-        return parse_instant(text)
+        return parse_instant(text, end=end)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def utc_window_end(text: str):
+    """As ``utc_instant``, but a bare date is the whole of that day (the window's last day)."""
+    return utc_instant(text, end=True)
 
 
 def _backfill(sub, h) -> None:
@@ -83,7 +88,7 @@ def _backfill(sub, h) -> None:
                                     "a minute; 429 answers are honoured and a run stops rather than push on.")
     w.add_argument("urls", nargs="+", metavar="URL")
     w.add_argument("--from", dest="start", required=True, type=utc_instant, help="first day or instant (UTC)")
-    w.add_argument("--to", dest="end", required=True, type=utc_instant,
+    w.add_argument("--to", dest="end", required=True, type=utc_window_end,
                    help="last day (inclusive) or instant (UTC)")
     w.add_argument("--source", help="source name (default: wayback:<host>)")
     w.add_argument("--role", default="news", choices=ROLES, help="the source's role (default: news)")
@@ -98,7 +103,8 @@ def _backfill(sub, h) -> None:
                                     "interval (label - 15 min, label]. Missing slots are recorded as gaps; a "
                                     "rerun skips the files done.")
     g.add_argument("--from", dest="start", required=True, type=utc_instant, help="e.g. 2016-10-07T18:00Z")
-    g.add_argument("--to", dest="end", required=True, type=utc_instant, help="e.g. 2016-10-08T03:00Z")
+    g.add_argument("--to", dest="end", required=True, type=utc_window_end,
+                   help="e.g. 2016-10-08T03:00Z, or a last day (inclusive)")
     g.add_argument("--tables", default="gkg,mentions", help="comma-separated: gkg, mentions (default both)")
     g.add_argument("--domain", action="append", default=[], help="keep only this outlet domain (repeatable)")
     g.add_argument("--keyword", action="append", default=[], help="keep only URLs/titles with this (repeatable)")
@@ -108,15 +114,20 @@ def _backfill(sub, h) -> None:
     g.set_defaults(func=h.cmd_backfill_gdelt)
 
 
+def _claim_streams(p, claim_help: str, json_help: str) -> None:
+    """--claim, --source (repeatable) and --json, as the story commands take them."""
+    p.add_argument("--claim", required=True, help=claim_help)
+    p.add_argument("--source", action="append", help="only this stream (repeatable; default: the claim's)")
+    p.add_argument("--json", action="store_true", help=json_help)
+
+
 def _stories(sub, h) -> None:
     on = sub.add_parser("onsets", help="when each story of a claim broke, per stream, and which came first",
                         description="For every story of the claim's onsets (claims/*.yaml, onsets:) and every "
                                     "stream, and all streams together: the earliest matching item with its time "
                                     "interval, the 2nd and 3rd outlet, the Kleinberg burst start, items and "
                                     "outlets (copies once per outlet); then the order of each pair of stories.")
-    on.add_argument("--claim", required=True, help="claim id or path (it must name onsets:)")
-    on.add_argument("--source", action="append", help="only this stream (repeatable; default: the claim's)")
-    on.add_argument("--json", action="store_true", help="print JSON: one record per story and stream")
+    _claim_streams(on, "claim id or path (it must name onsets:)", "print JSON: one record per story and stream")
     on.set_defaults(func=h.cmd_onsets)
     st = sub.add_parser("stories", help="audit story rules", description="Audit a claim's story rules.")
     ssub = st.add_subparsers(dest="what", required=True, metavar="ACTION")
@@ -125,9 +136,7 @@ def _stories(sub, h) -> None:
                                      "text, a sample, matches outside the anchor's window, near misses (an "
                                      "'all' group one term short, or excluded by 'none'), and items matching "
                                      "two stories.")
-    sc.add_argument("--claim", required=True, help="claim id or path")
-    sc.add_argument("--source", action="append", help="only this stream (repeatable; default: the claim's)")
-    sc.add_argument("--json", action="store_true", help="print JSON")
+    _claim_streams(sc, "claim id or path", "print JSON")
     sc.set_defaults(func=h.cmd_stories_check)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import email.utils
 import os
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -161,8 +161,6 @@ def parse_instant(text: str, *, end: bool = False) -> datetime:
     """An instant a user typed: 2016-10-07, 2016-10-07T18:00Z or any ISO 8601 time; a time
     without a zone is UTC. With ``end``, a bare date means the last second of that day (a
     window "to 2016-10-08" includes the 8th)."""
-    from datetime import timedelta
-
     raw = str(text).strip()
     try:
         t = datetime.fromisoformat(raw.replace("Z", "+00:00"))
