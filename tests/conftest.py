@@ -46,6 +46,18 @@ def con(db_path):
         yield c
 
 
+@pytest.fixture
+def fresh_ws(db_path, monkeypatch):
+    """A Workspace on a new, migrated database that MEDIA_TIMING_DB names (as a user's would)."""
+    from pipeline.store.workspace import Workspace
+
+    monkeypatch.setenv("MEDIA_TIMING_DB", str(db_path))
+    ws = Workspace.from_environment()
+    with ws.ensure():
+        pass
+    return ws
+
+
 @pytest.fixture(scope="session")
 def case_db_template(tmp_path_factory) -> pathlib.Path:
     """The 2016 case study loaded once per session; tests get a copy."""

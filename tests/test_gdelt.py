@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pipeline.sources.gdelt import GKG, MENTIONS, backfill_gdelt, read_manifest, slot_labels
-from pipeline.store.workspace import Workspace
 
 T = datetime(2016, 10, 7, 20, 0, tzinfo=UTC)
 
@@ -42,12 +41,8 @@ def gkg(url: str, domain: str, label: str, title: str, claimed: str | None, big:
 
 
 @pytest.fixture
-def ws(db_path, monkeypatch):
-    monkeypatch.setenv("MEDIA_TIMING_DB", str(db_path))
-    w = Workspace.from_environment()
-    with w.ensure():
-        pass
-    return w
+def ws(fresh_ws):
+    return fresh_ws
 
 
 def test_slots_cover_the_window_in_15_minute_batches():

@@ -13,7 +13,6 @@ import pytest
 
 from pipeline.sources.wayback import backfill_wayback
 from pipeline.sources.wayback_client import ArchiveRefused, WaybackClient, ts14
-from pipeline.store.workspace import Workspace
 from tests.wayback_fake import FakeWayback, cassette_pages
 
 FEED = "http://www.example-news.com/rss.xml"
@@ -34,12 +33,8 @@ def fake():
 
 
 @pytest.fixture
-def ws(db_path, monkeypatch):
-    monkeypatch.setenv("MEDIA_TIMING_DB", str(db_path))
-    w = Workspace.from_environment()
-    with w.ensure():
-        pass
-    return w
+def ws(fresh_ws):
+    return fresh_ws
 
 
 def client(fake, **kw):
