@@ -190,14 +190,13 @@ def backfill_unit(unit: dict, *, source: str | None = None, role: str | None = "
     ws = Workspace(load_settings())
     if unit["kind"] == "wayback":
         client = WaybackClient(cdx_endpoint or CDX_ENDPOINT, playback_endpoint or PLAYBACK_ENDPOINT)
-        r = wayback.backfill_url(ws, client, unit["url"], parse_instant(unit["start"]), parse_instant(unit["end"], end=True),
-                                 source=source or None, role=role or "news")
-        return {"url": r.url, "source": r.source, "captures": r.captures, "already_done": r.already_done,
-                "ok": r.ok, "failed": r.failed, "items_new": r.items_new, "blocked": r.blocked}
+        return asdict(wayback.backfill_url(ws, client, unit["url"], parse_instant(unit["start"]),
+                                           parse_instant(unit["end"], end=True), source=source or None,
+                                           role=role or "news"))
     t = datetime.strptime(unit["label"], "%Y%m%d%H%M%S").replace(tzinfo=UTC)
     reps = gdelt.backfill_gdelt(ws, t, t, tables=tuple(as_list(tables) or ("gkg", "mentions")),
-                                domains=tuple(as_list(domains)), keywords=tuple(as_list(keywords)), source=source or "gdelt", role=role or "news",
-                                base_url=base_url or gdelt.BASE_URL)
+                                domains=tuple(as_list(domains)), keywords=tuple(as_list(keywords)),
+                                source=source or "gdelt", role=role or "news", base_url=base_url or gdelt.BASE_URL)
     return {"label": unit["label"], "files": [(r.table, r.status, r.reason) for r in reps],
             "items_new": sum(r.new for r in reps), "rows_rejected": sum(len(r.rejected) for r in reps)}
 
