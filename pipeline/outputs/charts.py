@@ -135,12 +135,14 @@ def coverage_png(releases: list[Event], news: pd.DataFrame, rules: list[StoryRul
     if not releases or news.empty:
         return None
     matrix = match_stories(news["title"], rules) if rules else pd.DataFrame(index=news.index)
+    # Each release's own story: the first rule its title matches (all titles in one pass).
+    own = match_stories(pd.Series([e.title for e in releases]), rules)
+    stories = [next((r.name for r in rules if own[r.name].iat[i]), None) for i in range(len(releases))]
     plt = _pyplot()
     fig, axes = plt.subplots(len(releases), 1, figsize=(8, 2.4 * len(releases)), squeeze=False)
     t = news["t"].to_numpy(dtype=np.float64)
     drawn = False
-    for ax, e in zip(axes[:, 0], releases):
-        story = next((r.name for r in rules if r.matches(pd.Series([e.title]))[0]), None)
+    for ax, e, story in zip(axes[:, 0], releases, stories):
         edges = e.centre + np.arange(-hours, hours + 1) * 3600
         total, _ = np.histogram(t, bins=edges)
         centres = np.arange(-hours, hours) + 0.5
