@@ -145,12 +145,20 @@ def resolution_s(items: pd.DataFrame) -> float:
     return max(60.0, float(np.median(items["hi"] - items["lo"]))) if len(items) else 60.0
 
 
-def _in_window(items: pd.DataFrame, rule: StoryRule, anchors: dict[str, Event]) -> np.ndarray:
-    if not rule.anchor:
+def story_window(rule: StoryRule, anchors: dict[str, Event]) -> tuple[float, float] | None:
+    """The (epoch) span around its anchor event in which an item can be the story's onset;
+    None for a story without an anchor (or whose anchor is not loaded)."""
+    e = anchors.get(rule.anchor) if rule.anchor else None
+    if e is None:
+        return None
+    return e.lo + rule.window_hours[0] * 3600, e.hi + rule.window_hours[1] * 3600
+
+
+def in_window(items: pd.DataFrame, window: tuple[float, float] | None) -> np.ndarray:
+    """Which items' intervals reach into ``window`` (all of them for no window)."""
+    if window is None:
         return np.ones(len(items), dtype=bool)
-    e = anchors[rule.anchor]
-    lo, hi = e.lo + rule.window_hours[0] * 3600, e.hi + rule.window_hours[1] * 3600
-    return (items["hi"].to_numpy() > lo) & (items["lo"].to_numpy() <= hi)
+    return (items["hi"].to_numpy() > window[0]) & (items["lo"].to_numpy() <= window[1])
 
 
 def _record(story: str, source: str, items: pd.DataFrame, o: Onset, anchor: Event | None) -> dict:
@@ -189,11 +197,10 @@ def _stream(source: str, items: pd.DataFrame, inp: OnsetInputs) -> tuple[list[di
     records, found, notes = [], {}, {}
     res = resolution_s(items)
     for rule in inp.stories:
-        mask = items[MATCH + rule.name].to_numpy(dtype=bool) & _in_window(items, rule, inp.anchors)
+        span = story_window(rule, inp.anchors)
+        mask = items[MATCH + rule.name].to_numpy(dtype=bool) & in_window(items, span)
         story_items = items[mask].reset_index(drop=True)
         anchor = inp.anchors.get(rule.anchor) if rule.anchor else None
-        span = ((anchor.lo + rule.window_hours[0] * 3600, anchor.hi + rule.window_hours[1] * 3600)
-                if anchor else None)
         o = story_onset(story_items["lo"].to_numpy(), story_items["hi"].to_numpy(),
                         story_items["outlet"].to_numpy(), copy_groups(story_items["title"]),
                         items["lo"].to_numpy(), inp.bin_s, span)

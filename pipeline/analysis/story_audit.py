@@ -16,7 +16,7 @@ import pandas as pd
 
 from pipeline.analysis.claims import Claim, EventSelector, resolve_relative
 from pipeline.analysis.loading import load_events
-from pipeline.analysis.onsets import OnsetError, onset_items, onset_sources
+from pipeline.analysis.onsets import OnsetError, in_window, onset_items, onset_sources, story_window
 from pipeline.analysis.stories import StoryRule, StoryRules, load_story_rules, match_stories
 from pipeline.timestamps import iso_z
 
@@ -83,16 +83,12 @@ def audit(con: duckdb.DuckDBPyConnection, claim: Claim, sources: list[str] | Non
     stories = []
     for rule in rules.rules:
         hit = matrix[rule.name].to_numpy()
-        inside = hit.copy()
-        window = None
-        if rule.anchor in anchors:
-            e = anchors[rule.anchor]
-            lo, hi = e.lo + rule.window_hours[0] * 3600, e.hi + rule.window_hours[1] * 3600
-            inside &= (items["hi"].to_numpy() > lo) & (items["lo"].to_numpy() <= hi)
-            window = [iso_z(lo), iso_z(hi)]
+        span = story_window(rule, anchors)
+        near = in_window(items, span)
+        inside = hit & near
+        window = [iso_z(span[0]), iso_z(span[1])] if span else None
         score, why = _near_misses(items, rule, hit)
-        if window:
-            score = np.where((items["hi"].to_numpy() > lo) & (items["lo"].to_numpy() <= hi), score, 0.0)
+        score = np.where(near, score, 0.0)
         stories.append({
             "story": rule.name, "anchor": rule.anchor, "window": window, "n_matches": int(hit.sum()),
             "n_in_window": int(inside.sum()), "first": _rows(items, inside, FIRST),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from pipeline.analysis.onsets import ALL
 from pipeline.outputs.tables import text_table
 
 ONSET_HEADER = ["stream", "story", "first item (UTC)", "2nd outlet", "3rd outlet", "burst",
@@ -22,7 +23,6 @@ def _hm(iso: str | None, day: bool = False) -> str:
     return t.strftime("%m-%d %H:%M" if day else "%H:%M")
 
 
-ALL = "all streams"
 CAVEAT = ("Onsets say when a stream carried a story, not when it happened, and they are only as good "
           "as the story rules that find them (a rule can miss or misfire: `media-timing stories check` "
           "shows what each one catches).")
