@@ -163,3 +163,16 @@ def test_analyze_claim_records_what_a_dag_run_stored_or_found(case_runs, monkeyp
     with case_runs.read() as con:
         rows = con.execute("SELECT dag_id, dag_run_id, run_id, claim_id, status FROM dag_run_analyses").fetchall()
     assert rows == [("analyze_timing", "asset_triggered__x", out["run_id"], "oct7_2016", "unchanged")]
+
+
+def test_every_stored_run_has_a_page_and_a_json_twin(client, case_runs):
+    """Not only the flagship: every claim's run (a single release, a series, the screen of all)."""
+    with case_runs.read() as con:
+        runs = latest_runs(con)
+    assert len(runs) == 3
+    for claim, run_id, n in runs:
+        page = client.get(f"/runs/{run_id}")
+        assert page.status_code == 200, claim
+        assert "What this cannot show" in page.text and 'src="data:image/png;base64,' in page.text, claim
+        facts = client.get(f"/runs/{run_id}?format=json").json()
+        assert facts["claim"]["id"] == claim and len(facts["releases"]) == n
