@@ -149,29 +149,34 @@ def stage(batch: Batch, root: Path, *, items: bool = True) -> Path:
     """Write the batch as Parquet under root/<batch_id>/; the _SUCCESS mark is written last.
     ``items=False`` when its items are already there, written by parser processes.
 
-    With its items, the batch is written in a hidden folder and renamed into place in one step:
-    if another attempt at the same poll staged first, that batch stays and this one is dropped."""
+    A batch whose folder does not exist yet is written in a hidden folder and renamed into place
+    in one step: if another attempt at the same poll staged first, that batch stays and this one
+    is dropped. A folder that exists without the mark is this poll's own, being filled by its
+    parser processes: the rest is written into it."""
     target = root / batch.batch_id
-    if not items:
-        target.mkdir(parents=True, exist_ok=True)
-        write_parquet(batch.fetches, target / "fetches.parquet")
-        (target / SUCCESS_MARK).write_text(batch.batch_id)
+    if target.exists():
+        if not (target / SUCCESS_MARK).exists():
+            _write_batch(batch, target, items)
         return target
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".{batch.batch_id}.{uuid.uuid4().hex[:8]}.tmp"
     tmp.mkdir()
     try:
-        write_parquet(batch.fetches, tmp / "fetches.parquet")
-        write_parquet(batch.items, tmp / "items.parquet")
-        (tmp / SUCCESS_MARK).write_text(batch.batch_id)
-        if not target.exists():
-            try:
-                os.rename(tmp, target)
-            except OSError:  # another attempt renamed its batch into place just now
-                pass
+        _write_batch(batch, tmp, items)
+        try:
+            os.rename(tmp, target)
+        except OSError:  # another attempt renamed its batch into place just now
+            pass
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _write_batch(batch: Batch, folder: Path, items: bool) -> None:
+    write_parquet(batch.fetches, folder / "fetches.parquet")
+    if items:
+        write_parquet(batch.items, folder / "items.parquet")
+    (folder / SUCCESS_MARK).write_text(batch.batch_id)
 
 
 def write_parquet(frame: pd.DataFrame, path: Path) -> None:

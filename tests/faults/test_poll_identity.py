@@ -82,3 +82,20 @@ def test_different_polls_keep_different_batches(settings, monkeypatch, httpserve
     jobs.fetch_shard(shard, lane="news", poll_id=POLL.replace("12:00", "12:15"))
     assert jobs.load_staged(lane="news")["batches"] == 2
     assert _counts(settings)[0] == 2  # two polls, two fetch rows
+
+
+def test_a_batch_its_parsers_began_is_completed_in_place(settings, monkeypatch, httpserver):
+    """`ingest feeds` forks parsers that write items-<n>.parquet into the batch folder first; the
+    main process then stages the rest (fetch rows, the share of a parser that died) into that
+    same folder, never dropping it as if another attempt had staged it."""
+    shard = _env(settings, monkeypatch, httpserver)
+    lane = batches.staging_lane(settings.data_dir, "news")
+    batch, _ = batches.make_batch(ingest.poll([FeedRequest(**r) for r in shard], limits=ingest.fetch_limits(settings),
+                                              workers=settings.fetch_workers, per_host=settings.fetch_per_host))
+    target = lane / batch.batch_id
+    target.mkdir(parents=True)
+    batches.write_parquet(batch.items.iloc[:0], target / "items-0.parquet")  # a parser's (empty) share
+    assert batches.stage(batch, lane, items=True) == target
+    assert sorted(p.name for p in target.iterdir()) == ["_SUCCESS", "fetches.parquet", "items-0.parquet", "items.parquet"]
+    jobs.load_staged(lane="news")
+    assert _counts(settings) == (1, 10, 10)
