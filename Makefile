@@ -7,13 +7,14 @@ UV_VERSION := 0.13.9
 export UV_COMPILE_BYTECODE := 1
 export UV_LINK_MODE := copy
 
-.PHONY: help setup demo test test-fast lint bench airflow lock clean
+.PHONY: help setup demo test test-fast lint bench airflow cluster lock clean
 
 help:
 	@echo "make demo      build .venv, load the bundled 2016 case study, print the 7 Oct 2016 verdict"
 	@echo "make test      build .venv, ruff, mypy (strict on pipeline/timing), then the whole test suite (includes the Airflow end-to-end test)"
 	@echo "make test-fast the suite without tests marked slow"
 	@echo "make airflow   start Airflow with this repository's airflow.cfg (one Ctrl-C stops it)"
+	@echo "make cluster   the Celery cluster on loopback (PostgreSQL, Redis, two workers): scripts/cluster.sh up|check|down"
 	@echo "make bench     run the benchmarks in bench/"
 	@echo "make lint      ruff"
 	@echo "make lock      re-resolve requirements*.lock after editing pyproject.toml (keeps other pins)"
@@ -58,9 +59,12 @@ bench: $(VENV)/.bench-synced
 airflow: setup
 	./scripts/airflow.sh up
 
+cluster: setup
+	./scripts/cluster.sh up
+
 lock: | $(BIN)/uv
-	$(BIN)/uv pip compile --quiet --no-header pyproject.toml --extra dev -o requirements.lock --python-version 3.11
-	$(BIN)/uv pip compile --quiet --no-header pyproject.toml --extra dev --extra bench -o requirements-bench.lock --python-version 3.11
+	$(BIN)/uv pip compile --quiet --no-header pyproject.toml --extra dev --extra cluster -o requirements.lock --python-version 3.11
+	$(BIN)/uv pip compile --quiet --no-header pyproject.toml --extra dev --extra cluster --extra bench -o requirements-bench.lock --python-version 3.11
 
 clean:
 	rm -rf $(VENV) .airflow .pytest-airflow-home data/reports data/staging data/*.duckdb*

@@ -1,0 +1,283 @@
+"""`scripts/cluster.sh check`: one poll of loopback feeds through the running cluster, checked.
+
+Serves the bundled fixture feeds on three loopback hosts (so the poll has three fetch shards),
+registers them as new feeds, triggers `ingest_feeds` through the REST API and then asserts, from
+the metadata database and the DuckDB file: the run succeeded; every fetch task ran on the
+`default` queue and worker, every other task on the `duckdb` queue and worker; each feed was
+fetched once and each of its items landed and was sighted once; `analyze_timing` followed on the
+asset event. Prints who ran what, and exits 1 with every problem found.
+
+Run through cluster.sh (it sources the cluster's env.sh). tests/test_cluster.py imports these
+pieces for the worker-kill scenario."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import psycopg2
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+FEEDS = ROOT / "tests" / "fixtures" / "feeds"
+HOSTS = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
+
+
+class FeedHandler(http.server.SimpleHTTPRequestHandler):
+    """Files of one folder; /slow/SECONDS/FILE trickles the file over that many seconds (a fetch
+    that is still running when its worker is killed)."""
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        if not self.path.startswith("/slow/"):
+            return super().do_GET()
+        _, _, secs, name = self.path.split("/", 3)
+        body = (Path(self.directory) / name.split("?")[0]).read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        steps = max(1, int(float(secs)))
+        chunk = -(-len(body) // steps)
+        try:
+            for i in range(0, len(body), chunk):
+                self.wfile.write(body[i:i + chunk])
+                self.wfile.flush()
+                time.sleep(float(secs) / steps)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the fetching worker was killed: expected in the fault test
+
+    def log_message(self, *args):
+        pass
+
+
+class FeedServer:
+    """The fixture feeds on every loopback host given, one port, in this process's threads."""
+
+    def __init__(self, hosts=HOSTS, port: int = 0, folder: Path = FEEDS):
+        handler = functools.partial(FeedHandler, directory=str(folder))
+        self.servers = [http.server.ThreadingHTTPServer((hosts[0], port), handler)]
+        self.port = self.servers[0].server_address[1]
+        self.servers += [http.server.ThreadingHTTPServer((h, self.port), handler) for h in hosts[1:]]
+        for s in self.servers:
+            s.daemon_threads = True
+            threading.Thread(target=s.serve_forever, daemon=True).start()
+
+    def url(self, host: str, path: str) -> str:
+        return f"http://{host}:{self.port}/{path}"
+
+    def close(self) -> None:
+        for s in self.servers:
+            s.shutdown()
+            s.server_close()
+
+
+class Api:
+    """Airflow's REST API as admin, with the password Airflow generated for this cluster."""
+
+    def __init__(self):
+        self.base = f"http://127.0.0.1:{os.environ['CLUSTER_API_PORT']}"
+        home = Path(os.environ["AIRFLOW_HOME"])
+        password = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
+        r = requests.post(f"{self.base}/auth/token", json={"username": "admin", "password": password}, timeout=30)
+        r.raise_for_status()
+        self.headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+    def get(self, path: str) -> dict:
+        r = requests.get(self.base + path, headers=self.headers, timeout=30)
+        r.raise_for_status()
+        return r.json()
+
+    def post(self, path: str, body: dict) -> dict:
+        r = requests.post(self.base + path, headers=self.headers, json=body, timeout=30)
+        r.raise_for_status()
+        return r.json()
+
+    def trigger(self, dag_id: str, note: str) -> str:
+        return self.post(f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "note": note})["dag_run_id"]
+
+    def wait_run(self, dag_id: str, run_id: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"]
+            if state in ("success", "failed"):
+                return state
+            time.sleep(3)
+        return "timed out"
+
+
+def meta(query: str, *args) -> list[tuple]:
+    """Rows from the cluster's PostgreSQL metadata database."""
+    con = psycopg2.connect(host="127.0.0.1", port=os.environ["CLUSTER_PG_PORT"], dbname="airflow",
+                           user="airflow", password="airflow")
+    try:
+        with con.cursor() as cur:
+            cur.execute(query, args)
+            return cur.fetchall()
+    finally:
+        con.close()
+
+
+def task_rows(dag_id: str, run_id: str) -> list[dict]:
+    cols = ("task_id", "map_index", "try_number", "state", "queue", "hostname")
+    rows = meta(f"SELECT {', '.join(cols)} FROM task_instance WHERE dag_id = %s AND run_id = %s "
+                "ORDER BY start_date NULLS LAST", dag_id, run_id)
+    return [dict(zip(cols, r)) for r in rows]
+
+
+def duck(query: str, *args, timeout: float = 120) -> list[tuple]:
+    """Rows from the cluster's DuckDB file, read-only, waiting while the duckdb worker writes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            con = duckdb.connect(os.environ["MEDIA_TIMING_DB"], read_only=True)
+        except duckdb.IOException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+            continue
+        try:
+            return con.execute(query, list(args)).fetchall()
+        finally:
+            con.close()
+
+
+def register(feeds: list[tuple[str, str]], role: str = "news") -> None:
+    """`media-timing feeds add` for each (name, url), retrying while a task holds the file."""
+    cli = ROOT / ".venv" / "bin" / "media-timing"
+    for name, url in feeds:
+        for _ in range(60):
+            p = subprocess.run([str(cli), "feeds", "add", url, "--name", name, "--role", role],
+                               capture_output=True, text=True)
+            if p.returncode == 0:
+                break
+            time.sleep(2)
+        else:
+            raise RuntimeError(f"feeds add {name} failed: {p.stderr.strip() or p.stdout.strip()}")
+
+
+def clear_of_schedule(margin_s: int = 30) -> None:
+    """ingest_feeds also runs every 15 minutes: keep the new feeds out of a scheduled run's plan
+    by not registering them just before a quarter hour (``polling_run`` covers the rest)."""
+    now = datetime.now(UTC)
+    into = (now.minute % 15) * 60 + now.second
+    if into > 900 - margin_s:
+        time.sleep(900 - into + 15)
+
+
+def polling_run(run_id: str, since: datetime) -> str:
+    """The ingest_feeds run that polled the new feeds: the one triggered, unless a scheduled run
+    planned them first (then the triggered one found nothing due)."""
+    runs = [r for (r,) in meta("SELECT run_id FROM dag_run WHERE dag_id = 'ingest_feeds' "
+                               "AND queued_at >= %s ORDER BY queued_at", since)]
+    for run in [run_id] + [r for r in runs if r != run_id]:
+        if any(r["task_id"] == "fetch" for r in task_rows("ingest_feeds", run)):
+            return run
+    return run_id
+
+
+def placement_problems(rows: list[dict], fetch_queue: str = "default") -> list[str]:
+    """Every fetch task on the fetch queue and a worker of that tag; everything else on duckdb."""
+    problems = []
+    for r in rows:
+        want = fetch_queue if r["task_id"] == "fetch" else "duckdb"
+        if r["state"] != "success":
+            continue
+        if r["queue"] != want:
+            problems.append(f"{r['task_id']}[{r['map_index']}] ran on queue {r['queue']}, not {want}")
+        if not (r["hostname"] or "").endswith(f"-{want}"):
+            problems.append(f"{r['task_id']}[{r['map_index']}] ran on {r['hostname']}, not a {want} worker")
+    if not any(r["task_id"] == "fetch" for r in rows):
+        problems.append("the run had no fetch task (no feed was due)")
+    return problems
+
+
+def landing_problems(names: list[str]) -> list[str]:
+    """Each feed fetched once, each item stored once and sighted once."""
+    problems = []
+    rows = duck("""
+        SELECT s.name,
+               (SELECT count(*) FROM fetches f WHERE f.source_id = s.source_id),
+               (SELECT count(*) FROM fetches f WHERE f.source_id = s.source_id AND f.status = 'ok'),
+               (SELECT count(*) FROM items i WHERE i.source_id = s.source_id),
+               (SELECT count(*) FROM item_sightings g JOIN items i USING (item_id) WHERE i.source_id = s.source_id),
+               (SELECT count(DISTINCT g.item_id) FROM item_sightings g JOIN items i USING (item_id)
+                 WHERE i.source_id = s.source_id)
+        FROM sources s WHERE list_contains(?, s.name) ORDER BY s.name""", names)
+    if len(rows) != len(names):
+        problems.append(f"{len(rows)} of {len(names)} feeds are in the database")
+    for name, fetches, ok, items, sightings, sighted in rows:
+        if fetches != 1 or ok != 1:
+            problems.append(f"{name}: {fetches} fetch rows ({ok} ok), expected exactly 1")
+        if items == 0:
+            problems.append(f"{name}: no items landed")
+        if sightings != items or sighted != items:
+            problems.append(f"{name}: {items} items but {sightings} sightings of {sighted} items")
+    return problems
+
+
+def analysis_after(api: Api, since: datetime, timeout: float) -> tuple[str | None, str]:
+    """The first asset-triggered analyze_timing run queued after ``since``, and how it ended."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = meta("SELECT run_id, state FROM dag_run WHERE dag_id = 'analyze_timing' "
+                    "AND run_type = 'asset_triggered' AND queued_at >= %s ORDER BY queued_at", since)
+        if runs and runs[0][1] in ("success", "failed"):
+            return runs[0]
+        time.sleep(3)
+    return (runs[0][0] if runs else None), "not finished"
+
+
+def show(rows: list[dict]) -> None:
+    for r in rows:
+        print(f"  {r['task_id']:<14} map {r['map_index']:>2}  try {r['try_number']}  {r['state']:<8} "
+              f"queue {r['queue']:<8} on {r['hostname']}")
+
+
+def main() -> int:
+    clear_of_schedule()
+    tag = uuid.uuid4().hex[:6]
+    files = sorted(p.name for p in FEEDS.glob("*.xml"))[:6]
+    server = FeedServer()
+    try:
+        feeds = [(f"check-{tag}-{i}", server.url(HOSTS[i // 2], f"{name}?check={tag}"))
+                 for i, name in enumerate(files)]
+        api = Api()
+        since = datetime.now(UTC)
+        register(feeds)
+        triggered = api.trigger("ingest_feeds", f"cluster.sh check {tag}")
+        print(f"triggered ingest_feeds {triggered} for {len(feeds)} loopback feeds on {len(HOSTS)} hosts")
+        state = api.wait_run("ingest_feeds", triggered, timeout=300)
+        run = polling_run(triggered, since)
+        if run != triggered:
+            print(f"a scheduled run polled them first: {run}")
+            state = api.wait_run("ingest_feeds", run, timeout=300)
+        rows = task_rows("ingest_feeds", run)
+        show(rows)
+        problems = [] if state == "success" else [f"ingest_feeds {run} ended {state}"]
+        problems += placement_problems(rows)
+        problems += landing_problems([n for n, _ in feeds])
+        announced = any(r["task_id"] == "announce" and r["state"] == "success" for r in rows)
+        analysis, how = analysis_after(api, since, timeout=300) if announced else (None, "not due")
+        print(f"analyze_timing after it: {analysis} {how}")
+        if how != "success":
+            problems.append(f"analyze_timing did not follow the new items (run {analysis}: {how})")
+    finally:
+        server.close()
+    for p in problems:
+        print(f"PROBLEM: {p}")
+    print("cluster check: " + ("OK" if not problems else f"{len(problems)} problem(s)"))
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
