@@ -40,6 +40,7 @@ def load_staged_dir(con: duckdb.DuckDBPyConnection, directory: Path, *, max_fail
                 _load(con, f"read_parquet('{directory / 'fetches.parquet'}')",
                       sorted(directory.glob("items*.parquet")), res)
                 res.disabled = _disable_failing(con, max_failures)
+                con.execute("DROP TABLE staged_fetches")
                 con.execute("INSERT INTO staged_batches VALUES (?, ?, ?, ?)",
                             [res.batch_id, datetime.now(UTC), res.fetches, res.items_new])
         finally:
@@ -66,8 +67,11 @@ def _load(con, fetches_src: str, item_files: list[Path], res: LoadResult) -> Non
                     "dedup_key VARCHAR, _order BIGINT)")
         con.execute("CREATE OR REPLACE TEMP TABLE mt_new (_order BIGINT)")
     cols = ", ".join(FETCH_COLUMNS)
-    (res.fetches,) = query_one(con, f"""
-        INSERT INTO fetches ({cols}, items_new, items_seen)
+    # A fetch row already recorded (same key) is kept, not doubled. OR IGNORE asks the unique
+    # index on fetch_key row by row (a NOT IN over the log grew with it: 35M rows a year), and
+    # RETURNING keeps this batch's rows, so nothing below joins the whole fetch log.
+    batch_fetches = con.execute(f"""
+        INSERT OR IGNORE INTO fetches ({cols}, items_new, items_seen)
         SELECT {", ".join("f." + c for c in FETCH_COLUMNS)},
                CASE WHEN f.items_total IS NULL THEN NULL ELSE coalesce(n.k, 0) END,
                CASE WHEN f.items_total IS NULL THEN NULL ELSE coalesce(a.k, 0) - coalesce(n.k, 0) END
@@ -75,28 +79,40 @@ def _load(con, fetches_src: str, item_files: list[Path], res: LoadResult) -> Non
         LEFT JOIN (SELECT s.fetch_key, count(*) AS k FROM staged_items s JOIN mt_new USING (_order) GROUP BY ALL) n
                USING (fetch_key)
         LEFT JOIN (SELECT fetch_key, count(*) AS k FROM staged_items GROUP BY ALL) a USING (fetch_key)
-        WHERE f.fetch_key NOT IN (SELECT fetch_key FROM fetches WHERE fetch_key IS NOT NULL)""")
+        RETURNING fetch_id, fetch_key, started_utc""").df()
+    con.register("mt_returned", batch_fetches)
+    con.execute("CREATE OR REPLACE TEMP TABLE mt_batch_fetches AS SELECT * FROM mt_returned")
+    con.unregister("mt_returned")
+    res.fetches = len(batch_fetches)
     if item_files:  # provenance names the fetch row, which exists now
         res.items_new = store.store_planned(con, """(SELECT s.* EXCLUDE (provenance, fetch_key),
                                                             'fetch:' || f.fetch_id AS provenance
-                                                     FROM staged_items s JOIN fetches f ON f.fetch_key = s.fetch_key)""")
+                                                     FROM staged_items s JOIN mt_batch_fetches f USING (fetch_key))""")
     else:
         con.execute("DROP TABLE mt_new")
+        con.execute("CREATE OR REPLACE TEMP TABLE mt_item_ids (_order BIGINT, item_id BIGINT)")
     (sightings,) = query_one(con, """
         INSERT OR IGNORE INTO item_sightings (item_id, fetch_id, seen_utc)
-        SELECT i.item_id, f.fetch_id, f.started_utc
+        SELECT m.item_id, f.fetch_id, f.started_utc
         FROM staged_items s
-        JOIN fetches f USING (fetch_key)
-        JOIN items i ON i.source_id = s.source_id AND i.dedup_key = s.dedup_key""")
+        JOIN mt_batch_fetches f USING (fetch_key)
+        JOIN mt_item_ids m USING (_order)""")
     res.items_seen = sightings - res.items_new
-    for t in ("staged_items", "staged_fetches"):
+    for t in ("staged_items", "mt_item_ids", "mt_batch_fetches"):  # staged_fetches: after _disable_failing
         con.execute(f"DROP TABLE {t}")
 
 
 def _disable_failing(con, max_failures: int) -> list[str]:
+    # Only a feed that failed in this batch can have reached the limit now: the health view (an
+    # aggregate of the whole fetch log) is read for those feeds alone, and not at all if none did.
+    failed = [r[0] for r in con.execute(
+        "SELECT DISTINCT source_id FROM staged_fetches WHERE status IN ('failed', 'not_a_feed')").fetchall()]
+    if not failed:
+        return []
     rows = con.execute(
         """SELECT name, consecutive_failures, last_error FROM v_feed_health
-           WHERE enabled AND consecutive_failures >= ?""", [max_failures]).fetchall()
+           WHERE enabled AND consecutive_failures >= ? AND list_contains(?, source_id)""",
+        [max_failures, failed]).fetchall()
     for name, n, err in rows:
         con.execute("UPDATE sources SET enabled = FALSE, disabled_reason = ? WHERE name = ?",
                     [f"disabled after {n} consecutive failures; last: {err}", name])

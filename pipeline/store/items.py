@@ -104,37 +104,56 @@ WRITE_COLUMNS = [c for c in ITEM_COLUMNS]
 OPTIONAL_ITEM_COLUMNS = ["first_seen_lo_utc"]
 
 
+KEY_HASH = "md5_number_lower(CAST({p}source_id AS VARCHAR) || ':' || {p}dedup_key)"  # see sql/011
+
+
 def plan_items(con: duckdb.DuckDBPyConnection, relation: str) -> Written:
-    """Which rows of ``relation`` are new items (kept in the temp table mt_new until
-    ``store_planned``): see ``write_items``."""
+    """Which rows of ``relation`` are new items (kept in temp tables until ``store_planned``):
+    see ``write_items``."""
     con.execute(f"""CREATE OR REPLACE TEMP TABLE mt_keys AS
-                    SELECT _order, source_id, dedup_key,
+                    SELECT _order, source_id, dedup_key, {KEY_HASH.format(p='')} AS key_hash,
                            first_value(_order) OVER (PARTITION BY source_id, dedup_key ORDER BY _order) AS first_order
                     FROM {relation}""")
     (repeated,) = query_one(con, "SELECT count(*) FROM mt_keys WHERE _order <> first_order")
     repeats = con.execute("SELECT _order, first_order FROM mt_keys WHERE _order <> first_order "
                           "ORDER BY _order LIMIT 3").fetchall()
+    _find_stored(con)
     con.execute("""CREATE OR REPLACE TEMP TABLE mt_new AS
                    SELECT k._order FROM mt_keys k
                    WHERE k._order = k.first_order
-                     AND NOT EXISTS (SELECT 1 FROM items i WHERE i.source_id = k.source_id AND i.dedup_key = k.dedup_key)""")
-    con.execute("DROP TABLE mt_keys")
+                     AND NOT EXISTS (SELECT 1 FROM mt_found f WHERE f.source_id = k.source_id AND f.dedup_key = k.dedup_key)""")
     (new,) = query_one(con, "SELECT count(*) FROM mt_new")
     return Written(int(new), int(repeated), [tuple(r) for r in repeats])
+
+
+def _find_stored(con: duckdb.DuckDBPyConnection) -> None:
+    """mt_found: the stored items with a key in mt_keys. Candidates come from one narrow column
+    (key_hash), so the cost per poll does not grow with the strings of every stored item; their
+    full keys are then read by row id, for those rows only, and compared."""
+    con.execute("""CREATE OR REPLACE TEMP TABLE mt_hits AS
+                   SELECT i.rowid AS rid FROM items i WHERE i.key_hash IN (SELECT key_hash FROM mt_keys)""")
+    lo, hi = query_one(con, "SELECT min(rid), max(rid) FROM mt_hits")
+    con.execute("CREATE OR REPLACE TEMP TABLE mt_found (item_id BIGINT, source_id INTEGER, dedup_key VARCHAR)")
+    if lo is not None:  # the range lets zone maps skip every row group without a hit
+        con.execute("""INSERT INTO mt_found SELECT i.item_id, i.source_id, i.dedup_key FROM items i
+                       WHERE i.rowid BETWEEN ? AND ? AND i.rowid IN (SELECT rid FROM mt_hits)
+                         AND (i.source_id, i.dedup_key) IN (SELECT (source_id, dedup_key) FROM mt_keys)""", [lo, hi])
+    con.execute("DROP TABLE mt_hits")
 
 
 WRITE_RANGE = 1_000_000  # rows of _order per INSERT when only some are new (bounds the hash table)
 
 
 def store_planned(con: duckdb.DuckDBPyConnection, relation: str) -> int:
-    """Insert the rows ``plan_items`` found new, with item_id = max(item_id) + _order."""
+    """Insert the rows ``plan_items`` found new, with item_id = max(item_id) + _order, and leave
+    mt_item_ids (_order, item_id): the stored item of every row of the batch, new or not."""
     (base,) = query_one(con, "SELECT coalesce(max(item_id), 0) FROM items")
     (new, lo, hi) = query_one(con, "SELECT count(*), min(_order), max(_order) FROM mt_new")
     (total,) = query_one(con, f"SELECT count(*) FROM {relation}")
     given = {d[0] for d in con.execute(f"SELECT * FROM {relation} LIMIT 0").description}
     cols = WRITE_COLUMNS + [c for c in OPTIONAL_ITEM_COLUMNS if c in given]
-    head = (f"INSERT INTO items (item_id, {', '.join(cols)}) "
-            f"SELECT ? + s._order, {', '.join('s.' + c for c in cols)} FROM {relation} s")
+    head = (f"INSERT INTO items (item_id, key_hash, {', '.join(cols)}) "
+            f"SELECT ? + s._order, {KEY_HASH.format(p='s.')}, {', '.join('s.' + c for c in cols)} FROM {relation} s")
     n = 0
     if new == total and new:  # a first load: every row is new, no filter (and no hash table) needed
         (n,) = query_one(con, head, [base])
@@ -144,7 +163,11 @@ def store_planned(con: duckdb.DuckDBPyConnection, relation: str) -> int:
                              "(SELECT _order FROM mt_new WHERE _order >= ? AND _order < ?)",
                              [base, start, start + WRITE_RANGE, start, start + WRITE_RANGE])
             n += k
-    con.execute("DROP TABLE mt_new")
+    con.execute("""CREATE OR REPLACE TEMP TABLE mt_item_ids AS
+                   SELECT k._order, coalesce(f.item_id, ? + k.first_order) AS item_id
+                   FROM mt_keys k LEFT JOIN mt_found f USING (source_id, dedup_key)""", [base])
+    for t in ("mt_new", "mt_found", "mt_keys"):
+        con.execute(f"DROP TABLE {t}")
     return int(n)
 
 
@@ -159,6 +182,7 @@ def write_items(con: duckdb.DuckDBPyConnection, relation: str) -> Written:
     """
     planned = plan_items(con, relation)
     store_planned(con, relation)
+    con.execute("DROP TABLE mt_item_ids")
     return planned
 
 
