@@ -7,6 +7,7 @@ over two years in the order they would have arrived, one sighting each, and a fe
 then measured at each size (medians of --runs):
   merge, first poll  a staged 1,000-feed batch, 25 new items per feed (what a poll stages)
   merge, re-poll     the same feeds again: 90% of the items seen before, 10% new
+  poll plan          every feed's state for planning the next poll (v_feed_health)
   v_items_hourly     one week, all sources
   feed_coverage      one day, every feed
   v_item_sightings   the newest 20
@@ -34,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline.sources.batches import SUCCESS_MARK  # noqa: E402
 from pipeline.sources.merge import load_staged_dir  # noqa: E402
+from pipeline.sources.poll_plan import read_states  # noqa: E402
 from pipeline.store.database import open_db  # noqa: E402
 
 SOURCES, POLLED, PER_FEED = 5000, 1000, 25
@@ -154,6 +156,7 @@ def measure(db: Path, poller: Poller, runs: int) -> dict[str, float]:
         # the merge is staged in the prior poll's image: one first poll, then re-polls of it
         out["merge, first poll"] = timed(lambda: poller.first(con), runs)
         out["merge, re-poll (90% seen)"] = timed(lambda: poller.again(con), runs)
+        out["poll plan (feed states)"] = timed(lambda: read_states(con), runs)
         for name, sql in views.items():
             out[name] = timed(lambda sql=sql: con.execute(sql).fetchall(), runs)
 

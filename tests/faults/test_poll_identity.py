@@ -99,3 +99,20 @@ def test_a_batch_its_parsers_began_is_completed_in_place(settings, monkeypatch, 
     assert sorted(p.name for p in target.iterdir()) == ["_SUCCESS", "fetches.parquet", "items-0.parquet", "items.parquet"]
     jobs.load_staged(lane="news")
     assert _counts(settings) == (1, 10, 10)
+
+
+def test_a_batch_whose_fetch_rows_are_recorded_under_another_name_adds_nothing(settings, monkeypatch, httpserver):
+    """The merge inserts fetch rows without looking through the fetch log (the unique index
+    stops a repeat); a batch holding already recorded fetch keys, under a folder name never
+    merged, is merged again leaving those rows and their sightings out."""
+    import shutil
+
+    shard = _env(settings, monkeypatch, httpserver)
+    lane = batches.staging_lane(settings.data_dir, "news")
+    first = jobs.fetch_shard(shard, lane="news", poll_id=POLL)
+    copy = lane / "copy-of-a-merged-batch"
+    shutil.copytree(lane / first["batch"], copy)
+    (copy / batches.SUCCESS_MARK).write_text(copy.name)
+    jobs.load_staged(lane="news")  # both folders: the original, then the copy
+    assert _counts(settings) == (1, 10, 10)
+    assert not batches.staged_dirs(lane)
