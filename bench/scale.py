@@ -80,7 +80,7 @@ def fill(con, upto: int, fetch_rows: int) -> None:
     con.execute("CHECKPOINT")
 
 
-def stage_poll(folder: Path, poll: int, repeat_of: int | None) -> Path:
+def stage_poll(folder: Path, poll: int, repeat_of: int | None, feeds: int = POLLED, per_feed: int = PER_FEED) -> Path:
     """A staged batch as a fetch task writes it: 1,000 feeds, 25 items each. With ``repeat_of``,
     90% of each feed's items are those of that earlier poll."""
     import duckdb
@@ -95,10 +95,10 @@ def stage_poll(folder: Path, poll: int, repeat_of: int | None) -> Path:
                           'https://feeds.example.org/' || s AS url, NULL::VARCHAR AS final_url, 40000::BIGINT AS bytes,
                           120.0::DOUBLE AS latency_ms, '"p{poll}"' AS etag, NULL::VARCHAR AS last_modified,
                           md5('{poll}-' || s) AS body_sha256, 'lxml' AS parser, false AS bozo,
-                          NULL::VARCHAR AS bozo_reason, {PER_FEED}::INTEGER AS items_total,
+                          NULL::VARCHAR AS bozo_reason, {per_feed}::INTEGER AS items_total,
                           NULL::TIMESTAMPTZ AS retry_after_utc, NULL::VARCHAR AS error
-                   FROM range(1, {POLLED + 1}) t(s)) TO '{batch / "fetches.parquet"}' (FORMAT parquet)""")
-    key_poll = f"CASE WHEN k < {int(PER_FEED * 0.9)} THEN {repeat_of} ELSE {poll} END" if repeat_of is not None \
+                   FROM range(1, {feeds + 1}) t(s)) TO '{batch / "fetches.parquet"}' (FORMAT parquet)""")
+    key_poll = f"CASE WHEN k < {int(per_feed * 0.9)} THEN {repeat_of} ELSE {poll} END" if repeat_of is not None \
         else str(poll)
     con.execute(f"""COPY (SELECT 'bench-{poll}-' || s AS fetch_key, s::INTEGER AS source_id,
                           'guid:bench-' || ({key_poll}) || '-' || s || '-' || k AS dedup_key,
@@ -111,7 +111,7 @@ def stage_poll(folder: Path, poll: int, repeat_of: int | None) -> Path:
                           NULL::TIMESTAMPTZ AS updated_utc, 1 AS time_precision_s, true AS time_zone_explicit,
                           []::VARCHAR[] AS time_flags, TIMESTAMPTZ '{at.isoformat()}' AS first_seen_utc,
                           'staged' AS provenance
-                   FROM range(1, {POLLED + 1}) t(s), range({PER_FEED}) u(k))
+                   FROM range(1, {feeds + 1}) t(s), range({per_feed}) u(k))
                    TO '{batch / "items-0.parquet"}' (FORMAT parquet)""")
     con.close()
     (batch / SUCCESS_MARK).write_text(batch.name)

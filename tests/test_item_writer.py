@@ -87,3 +87,46 @@ def test_stored_items_are_found_wherever_they_lie_in_the_table(con, hits):
     stage(con, [(1, f"guid:{k}") for k in keys] + [(1, "guid:fresh")])
     assert store.write_items(con, "staged").new == 1
     assert con.execute("SELECT count(*) FROM items").fetchone() == (300001,)
+
+
+SIGHTINGS_FROM_THE_RECORD = """
+    SELECT i.item_id, s.name, i.title, i.published_utc, i.time_flags,
+           min(x.seen_utc), max(x.seen_utc), count(*)
+    FROM items i JOIN sources s USING (source_id) JOIN item_sightings x USING (item_id)
+    GROUP BY ALL ORDER BY 1"""
+
+
+def _polls(con, tmp_path, plan):
+    """Merge staged polls (bench/scale.py's batches: a feed's items, some repeating an earlier poll's)."""
+    import sys
+
+    from pipeline.sources.merge import load_staged_dir
+    from tests.conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    import scale
+
+    con.execute("INSERT INTO sources (name, role, kind, url) SELECT 'feed-' || s, 'news', 'feed', 'u' || s "
+                "FROM range(1, 5) t(s)")
+    for poll, repeat_of in plan:
+        load_staged_dir(con, scale.stage_poll(tmp_path / "staging", poll, repeat_of, feeds=4, per_feed=10),
+                        max_failures=10)
+
+
+@pytest.mark.parametrize("plan", [[(1, None)], [(1, None), (2, 1), (3, 2), (4, None), (5, 1)], [(2, None), (1, 2)]])
+def test_the_sightings_view_agrees_with_every_recorded_sighting(con, tmp_path, plan):
+    _polls(con, tmp_path, plan)
+    view = con.execute("SELECT * FROM v_item_sightings ORDER BY 1").fetchall()
+    assert view == con.execute(SIGHTINGS_FROM_THE_RECORD).fetchall()
+    assert len(view) == con.execute("SELECT count(*) FROM items").fetchone()[0]
+
+
+def test_the_migration_summarises_sightings_already_recorded(con, tmp_path):
+    _polls(con, tmp_path, [(1, None), (2, 1)])
+    # as a database from before sql/012 had them: sightings recorded, no summary on the items
+    con.execute("ALTER TABLE items DROP COLUMN sightings")
+    con.execute("ALTER TABLE items DROP COLUMN first_sighted_utc")
+    con.execute("ALTER TABLE items DROP COLUMN last_sighted_utc")
+    con.execute((SQL_DIR / "012_item_sighting_summary.sql").read_text())
+    assert con.execute("SELECT * FROM v_item_sightings ORDER BY 1").fetchall() == \
+        con.execute(SIGHTINGS_FROM_THE_RECORD).fetchall()

@@ -105,15 +105,37 @@ def _load(con, fetches_src: str, item_files: list[Path], res: LoadResult, *, kno
     else:
         con.execute("DROP TABLE mt_new")
         con.execute("CREATE OR REPLACE TEMP TABLE mt_item_ids (_order BIGINT, item_id BIGINT)")
-    (sightings,) = query_one(con, """
+    seen = con.execute("""
         INSERT OR IGNORE INTO item_sightings (item_id, fetch_id, seen_utc)
         SELECT m.item_id, f.fetch_id, f.started_utc
         FROM staged_items s
         JOIN mt_batch_fetches f USING (fetch_key)
-        JOIN mt_item_ids m USING (_order)""")
+        JOIN mt_item_ids m USING (_order)
+        RETURNING item_id, seen_utc""").df()
+    sightings = len(seen)
+    _summarise_sightings(con, seen)
     res.items_seen = sightings - res.items_new
     for t in ("staged_items", "mt_item_ids", "mt_batch_fetches"):  # staged_fetches: after _disable_failing
         con.execute(f"DROP TABLE {t}")
+
+
+def _summarise_sightings(con, seen) -> None:
+    """Add this batch's sightings to the items' summary (sql/012). Items ids grow with the
+    table's rows, so the id range lets zone maps skip the row groups none of them is in."""
+    if seen.empty:
+        return
+    con.register("mt_seen", seen)
+    try:
+        con.execute("""
+            UPDATE items SET sightings = coalesce(items.sightings, 0) + x.k,
+                   first_sighted_utc = least(coalesce(items.first_sighted_utc, x.lo), x.lo),
+                   last_sighted_utc = greatest(coalesce(items.last_sighted_utc, x.hi), x.hi)
+            FROM (SELECT item_id, count(*) AS k, min(seen_utc) AS lo, max(seen_utc) AS hi
+                  FROM mt_seen GROUP BY item_id) x
+            WHERE items.item_id = x.item_id AND items.item_id BETWEEN ? AND ?""",
+                    [int(seen["item_id"].min()), int(seen["item_id"].max())])
+    finally:
+        con.unregister("mt_seen")
 
 
 def _disable_failing(con, max_failures: int) -> list[str]:

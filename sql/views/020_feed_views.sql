@@ -72,9 +72,10 @@ LEFT JOIN (
 WHERE s.kind = 'feed'
 ORDER BY feed, h.hour_utc;
 
--- Items with when each was first and last seen in a feed.
+-- Items with when each was first and last seen in a feed (the summary the merge keeps on the
+-- item, sql/012; item_sightings has every sighting).
 CREATE OR REPLACE VIEW v_item_sightings AS
 SELECT i.item_id, s.name AS source, i.title, i.published_utc, i.time_flags,
-       min(x.seen_utc) AS first_seen_utc, max(x.seen_utc) AS last_seen_utc, count(*) AS sightings
-FROM items i JOIN sources s USING (source_id) JOIN item_sightings x USING (item_id)
-GROUP BY ALL;
+       i.first_sighted_utc AS first_seen_utc, i.last_sighted_utc AS last_seen_utc, i.sightings
+FROM items i JOIN sources s USING (source_id)
+WHERE i.sightings > 0;
