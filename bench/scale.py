@@ -182,6 +182,7 @@ def main() -> None:
         con.execute(f"INSERT INTO sources (name, role, kind, url) SELECT 'feed-' || s, 'news', 'feed', "
                     f"'https://feeds.example.org/' || s FROM range(1, {SOURCES + 1}) t(s)")
     results: dict[int, dict[str, float]] = {}
+    last = (0, 0.0)
     try:
         for n in sizes:
             fetch_rows = 0 if n == 0 else YEAR_OF_POLLS
@@ -192,7 +193,10 @@ def main() -> None:
                 (fetches,) = con.execute("SELECT count(*) FROM fetches").fetchone()
             filled = time.perf_counter() - t0
             mb = db.stat().st_size / 1e6
-            per_m = f", {mb / (items / 1e6):.0f} MB per million items" if items >= 1e6 else ""
+            # growth since the last size: the first non-empty one also holds the year of fetch rows
+            per_m = f", +{(mb - last[1]) / ((items - last[0]) / 1e6):.0f} MB per million items added" \
+                if n > sizes[1] else ""
+            last = (items, mb)
             print(f"\n{items:,} items, {fetches:,} fetch rows (filled in {filled:.0f} s): file {mb:,.0f} MB{per_m}")
             results[n] = measure(db, poller, args.runs)
             for name, secs in results[n].items():
