@@ -205,18 +205,6 @@ def _children(pid: int) -> set[int]:
     return {int(p) for p, pp in (line.split() for line in out.splitlines()) if int(pp) == pid}
 
 
-def _alive(pids) -> set[int]:
-    left = set()
-    for p in pids:
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                if f.read().split(") ")[-1][0] != "Z":
-                    left.add(p)
-        except OSError:
-            pass
-    return left
-
-
 def _start_poll(settings):
     env = {
         **os.environ,

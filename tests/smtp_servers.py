@@ -16,12 +16,7 @@ from pipeline.config import SmtpSettings
 from pipeline.outputs.digest import compose
 from pipeline.outputs.mailer import send_digest, smtp_deliverer
 from pipeline.outputs.week_facts import parse_week
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.processes import free_port
 
 
 class Inbox:

@@ -5,7 +5,6 @@ checked in DuckDB, no run of a fresh install failing, and one Ctrl-C stopping ev
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -14,59 +13,16 @@ import duckdb
 import pytest
 import requests
 
+from tests import processes
 from tests.conftest import FIXTURES, ROOT
+from tests.processes import alive, descendants, free_port
 
 pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(what, check, timeout, every=1.0, proc=None):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"Airflow exited with {proc.returncode} while waiting for {what}")
-        try:
-            last = check()
-            if last:
-                return last
-        except requests.RequestException as exc:
-            last = exc
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last})")
-
-
-def descendants(pid: int) -> set[int]:
-    """Every process below ``pid`` (Airflow's components start workers of their own)."""
-    out = subprocess.run(["ps", "-eo", "pid=,ppid="], capture_output=True, text=True).stdout
-    children: dict[int, list[int]] = {}
-    for line in out.splitlines():
-        p, pp = map(int, line.split())
-        children.setdefault(pp, []).append(p)
-    found, todo = set(), [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            if c not in found:
-                found.add(c)
-                todo.append(c)
-    return found
-
-
-def alive(pids: set[int]) -> set[int]:
-    left = set()
-    for p in pids:
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                if f.read().split(") ")[-1][0] != "Z":  # a zombie has exited
-                    left.add(p)
-        except OSError:
-            pass
-    return left
+def wait_for(*args, **kwargs):
+    """Waiting, where a server not answering yet counts as not ready."""
+    return processes.wait_for(*args, retry_on=(requests.RequestException,), **kwargs)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ so does this test."""
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from tests.processes import alive, descendants, free_port, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -28,12 +28,6 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import cluster_check as cc  # noqa: E402  (scripts/ is not a package)
 
 HEARTBEAT_TIMEOUT_S = 30
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run(*args: str, env: dict, timeout: float) -> subprocess.CompletedProcess:
@@ -47,36 +41,7 @@ def cluster_env(base: Path) -> dict:
 
 
 def tree(pid: int) -> set[int]:
-    out = subprocess.run(["ps", "-eo", "pid=,ppid="], capture_output=True, text=True).stdout
-    children: dict[int, list[int]] = {}
-    for line in out.splitlines():
-        p, pp = map(int, line.split())
-        children.setdefault(pp, []).append(p)
-    found, todo = {pid}, [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            if c not in found:
-                found.add(c)
-                todo.append(c)
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
-
-
-def wait_for(what: str, check, timeout: float, every: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    return descendants(pid) | {pid}
 
 
 @pytest.fixture(scope="module")
@@ -96,11 +61,11 @@ def cluster():
         started = {p.stem: int(p.read_text()) for p in base.glob("*.pid") if p.read_text().strip()}
         groups = {name: tree(pid) for name, pid in started.items() if name != "redis"}
         down = run("down", env=env, timeout=300)
-        left = {name: sorted(p for p in pids if alive(p)) for name, pids in groups.items()}
+        left = {name: sorted(alive(pids)) for name, pids in groups.items()}
         shutil.rmtree(base, ignore_errors=True)
         assert down.returncode == 0, down.stderr
         assert not any(left.values()), f"still running after down: {left}"
-        assert not any(alive(p) for name, p in started.items()), started
+        assert not alive(started.values()), started
 
 
 def test_check_polls_through_the_cluster(cluster):
@@ -141,7 +106,7 @@ def test_a_worker_killed_mid_fetch_is_retried_on_another_with_nothing_twice(clus
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        wait_for("the killed worker to be gone", lambda: not any(alive(p) for p in victims), timeout=30)
+        wait_for("the killed worker to be gone", lambda: not alive(victims), timeout=30)
         started = run("worker", "default", "default2", env=env, timeout=60)
         assert started.returncode == 0, started.stderr
 

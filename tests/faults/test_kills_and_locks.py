@@ -20,7 +20,6 @@ from pipeline.store.database import open_db, query_one
 from tests.conftest import LOOPBACK
 from tests.feed_support import (
     FEED,
-    _alive,
     _start_poll,
     hold_write_lock,
     ingest,
@@ -31,6 +30,7 @@ from tests.feed_support import (
     rss,
     spy_on_parsers,
 )
+from tests.processes import alive
 
 
 def test_a_held_database_does_not_stop_a_poll_and_the_next_run_merges_it(settings, httpserver):
@@ -154,9 +154,9 @@ def test_a_killed_or_stopped_poll_leaves_no_parser_behind(slow_feeds, sig):
     os.kill(proc.pid, sig)
     proc.wait(timeout=15)
     deadline = time.monotonic() + 5
-    while _alive(parsers) and time.monotonic() < deadline:
+    while alive(parsers) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(parsers), "parser processes outlived the poll"
+    assert not alive(parsers), "parser processes outlived the poll"
     if sig == signal.SIGTERM:  # an orderly stop: its half-written batch is gone, nothing recorded
         assert proc.returncode == 128 + signal.SIGTERM
         lane = slow_feeds.data_dir / "staging" / "cli"

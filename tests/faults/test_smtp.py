@@ -11,11 +11,11 @@ import threading
 import pytest
 
 from pipeline.outputs.mailer import DeliveryUnknown, DigestNotSent
+from tests.processes import free_port
 from tests.smtp_servers import (
     ScriptedSMTP,
     aiosmtpd_server,
     digest_of,
-    free_port,
     ledger,
     send_week,
     smtp_settings,
