@@ -33,7 +33,7 @@ def test_random_batches_store_each_key_once_and_map_every_row(con):
         rows = [(rng.randint(1, 4), f"guid:{rng.randint(1, 60)}") for _ in range(rng.randint(0, 40))]
         stage(con, rows)
         planned = store.plan_items(con, "staged")
-        new = store.store_planned(con, "staged")
+        new = store.store_planned(con, "staged", item_ids=True)
         assert new == planned.new == len(set(rows) - everything)
         everything |= set(rows)
         # every staged row points at the stored item with its own key

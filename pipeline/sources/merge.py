@@ -101,7 +101,8 @@ def _load(con, fetches_src: str, item_files: list[Path], res: LoadResult, *, kno
     if item_files:  # provenance names the fetch row, which exists now
         res.items_new = store.store_planned(con, """(SELECT s.* EXCLUDE (provenance, fetch_key),
                                                             'fetch:' || f.fetch_id AS provenance
-                                                     FROM staged_items s JOIN mt_batch_fetches f USING (fetch_key))""")
+                                                     FROM staged_items s JOIN mt_batch_fetches f USING (fetch_key))""",
+                                            item_ids=True)
     else:
         con.execute("DROP TABLE mt_new")
         con.execute("CREATE OR REPLACE TEMP TABLE mt_item_ids (_order BIGINT, item_id BIGINT)")

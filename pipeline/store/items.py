@@ -144,9 +144,10 @@ def _find_stored(con: duckdb.DuckDBPyConnection) -> None:
 WRITE_RANGE = 1_000_000  # rows of _order per INSERT when only some are new (bounds the hash table)
 
 
-def store_planned(con: duckdb.DuckDBPyConnection, relation: str) -> int:
-    """Insert the rows ``plan_items`` found new, with item_id = max(item_id) + _order, and leave
-    mt_item_ids (_order, item_id): the stored item of every row of the batch, new or not."""
+def store_planned(con: duckdb.DuckDBPyConnection, relation: str, *, item_ids: bool = False) -> int:
+    """Insert the rows ``plan_items`` found new, with item_id = max(item_id) + _order. With
+    ``item_ids``, leave mt_item_ids (_order, item_id): the stored item of every row of the batch,
+    new or not (the merge records sightings with it; imports need no such map)."""
     (base,) = query_one(con, "SELECT coalesce(max(item_id), 0) FROM items")
     (new, lo, hi) = query_one(con, "SELECT count(*), min(_order), max(_order) FROM mt_new")
     (total,) = query_one(con, f"SELECT count(*) FROM {relation}")
@@ -163,9 +164,10 @@ def store_planned(con: duckdb.DuckDBPyConnection, relation: str) -> int:
                              "(SELECT _order FROM mt_new WHERE _order >= ? AND _order < ?)",
                              [base, start, start + WRITE_RANGE, start, start + WRITE_RANGE])
             n += k
-    con.execute("""CREATE OR REPLACE TEMP TABLE mt_item_ids AS
-                   SELECT k._order, coalesce(f.item_id, ? + k.first_order) AS item_id
-                   FROM mt_keys k LEFT JOIN mt_found f USING (source_id, dedup_key)""", [base])
+    if item_ids:
+        con.execute("""CREATE OR REPLACE TEMP TABLE mt_item_ids AS
+                       SELECT k._order, coalesce(f.item_id, ? + k.first_order) AS item_id
+                       FROM mt_keys k LEFT JOIN mt_found f USING (source_id, dedup_key)""", [base])
     for t in ("mt_new", "mt_found", "mt_keys"):
         con.execute(f"DROP TABLE {t}")
     return int(n)
@@ -182,7 +184,6 @@ def write_items(con: duckdb.DuckDBPyConnection, relation: str) -> Written:
     """
     planned = plan_items(con, relation)
     store_planned(con, relation)
-    con.execute("DROP TABLE mt_item_ids")
     return planned
 
 
