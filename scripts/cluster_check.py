@@ -24,9 +24,10 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-import duckdb
 import psycopg2
 import requests
+
+from pipeline.store.database import connect
 
 ROOT = Path(__file__).resolve().parent.parent
 FEEDS = ROOT / "tests" / "fixtures" / "feeds"
@@ -136,42 +137,42 @@ def task_rows(dag_id: str, run_id: str) -> list[dict]:
 
 def duck(query: str, *args, timeout: float = 120) -> list[tuple]:
     """Rows from the cluster's DuckDB file, read-only, waiting while the duckdb worker writes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            con = duckdb.connect(os.environ["MEDIA_TIMING_DB"], read_only=True)
-        except duckdb.IOException:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(1)
-            continue
-        try:
-            return con.execute(query, list(args)).fetchall()
-        finally:
-            con.close()
+    con = connect(os.environ["MEDIA_TIMING_DB"], read_only=True, wait_s=timeout)
+    try:
+        return con.execute(query, list(args)).fetchall()
+    finally:
+        con.close()
 
 
 def register(feeds: list[tuple[str, str]], role: str = "news") -> None:
-    """`media-timing feeds add` for each (name, url), retrying while a task holds the file."""
+    """`media-timing feeds add` for each (name, url); the command itself waits while a task
+    holds the file (MEDIA_TIMING_LOCK_WAIT_S)."""
     cli = ROOT / ".venv" / "bin" / "media-timing"
     for name, url in feeds:
-        for _ in range(60):
-            p = subprocess.run([str(cli), "feeds", "add", url, "--name", name, "--role", role],
-                               capture_output=True, text=True)
-            if p.returncode == 0:
-                break
-            time.sleep(2)
-        else:
+        p = subprocess.run([str(cli), "feeds", "add", url, "--name", name, "--role", role],
+                           capture_output=True, text=True)
+        if p.returncode != 0:
             raise RuntimeError(f"feeds add {name} failed: {p.stderr.strip() or p.stdout.strip()}")
 
 
 def clear_of_schedule(margin_s: int = 30) -> None:
     """ingest_feeds also runs every 15 minutes: keep the new feeds out of a scheduled run's plan
-    by not registering them just before a quarter hour (``polling_run`` covers the rest)."""
+    by not registering them just before a quarter hour (``wait_idle`` and ``polling_run`` cover
+    the rest)."""
     now = datetime.now(UTC)
     into = (now.minute % 15) * 60 + now.second
     if into > 900 - margin_s:
         time.sleep(900 - into + 15)
+
+
+def wait_idle(timeout: float = 300) -> None:
+    """Wait for ingest_feeds runs under way (the one a fresh scheduler starts at once) to end, so
+    that none plans the new feeds while they are being registered."""
+    deadline = time.monotonic() + timeout
+    while meta("SELECT count(*) FROM dag_run WHERE dag_id = 'ingest_feeds' AND state IN ('queued', 'running')")[0][0]:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"ingest_feeds still running after {timeout} s")
+        time.sleep(2)
 
 
 def polling_run(run_id: str, since: datetime) -> str:
@@ -252,6 +253,7 @@ def main() -> int:
         feeds = [(f"check-{tag}-{i}", server.url(HOSTS[i // 2], f"{name}?check={tag}"))
                  for i, name in enumerate(files)]
         api = Api()
+        wait_idle()
         since = datetime.now(UTC)
         register(feeds)
         triggered = api.trigger("ingest_feeds", f"cluster.sh check {tag}")

@@ -86,8 +86,9 @@ def test_a_worker_killed_mid_fetch_is_retried_on_another_with_nothing_twice(clus
         feed = sorted(p.name for p in cc.FEEDS.glob("*.xml"))[0]
         name = f"slow-{int(time.time())}"
         api = cc.Api()
-        since = datetime.now(UTC)
         cc.clear_of_schedule()
+        cc.wait_idle()
+        since = datetime.now(UTC)
         cc.register([(name, server.url("127.0.0.4", f"slow/40/{feed}"))])
         dag_run = api.trigger("ingest_feeds", "worker kill test")
         run_id = cc.polling_run(dag_run, since)
