@@ -7,7 +7,7 @@ over two years in the order they would have arrived, one sighting each, and a fe
 then measured at each size (medians of --runs):
   merge, first poll  a staged 1,000-feed batch, 25 new items per feed (what a poll stages)
   merge, re-poll     the same feeds again: 90% of the items seen before, 10% new
-  poll plan          every feed's state for planning the next poll (v_feed_health)
+  poll plan          every feed's state for planning the next poll (v_feed_health, sql/013)
   v_items_hourly     one week, all sources
   feed_coverage      one day, every feed
   v_item_sightings   the newest 20
@@ -33,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pipeline.sources import feed_state  # noqa: E402
 from pipeline.sources.batches import SUCCESS_MARK  # noqa: E402
 from pipeline.sources.merge import load_staged_dir  # noqa: E402
 from pipeline.sources.poll_plan import read_states  # noqa: E402
@@ -61,6 +62,7 @@ def fill(con, upto: int, fetch_rows: int) -> None:
                    'https://feeds.example.org/' || (1 + r % {POLLED}), 40000, 120.0, '"e' || r || '"',
                    25, 0, 25
             FROM range({have_f}, {fetch_rows}) t(r)""")
+        feed_state.rederive(con)  # the log was written here, not merged: derive the feeds' state
     if upto > have:
         con.execute(f"""
             INSERT INTO items (item_id, source_id, dedup_key, guid, url, url_normalized, title, author, summary,

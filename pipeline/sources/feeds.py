@@ -11,6 +11,7 @@ import duckdb
 import yaml
 
 from pipeline.errors import UserError
+from pipeline.sources import feed_state
 from pipeline.sources.addresses import check_url
 from pipeline.store import items as store
 from pipeline.store.database import transaction
@@ -113,10 +114,12 @@ def enable_feed(con: duckdb.DuckDBPyConnection, name: str) -> None:
     src = store.find_source(con, name)
     if src is None or src.kind != "feed":
         raise RegistryError(f"no feed named {name!r}")
-    con.execute(
-        "UPDATE sources SET enabled = TRUE, disabled_reason = NULL, enabled_since_utc = ? WHERE name = ?",
-        [datetime.now(UTC), name],
-    )
+    with transaction(con):
+        con.execute(
+            "UPDATE sources SET enabled = TRUE, disabled_reason = NULL, enabled_since_utc = ? WHERE name = ?",
+            [datetime.now(UTC), name],
+        )
+        feed_state.rederive(con, [src.source_id])  # failures counted since now
 
 
 def feed_health(con: duckdb.DuckDBPyConnection):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import duckdb
 
+from pipeline.sources import feed_state
 from pipeline.sources.batches import FETCH_COLUMNS, drop_abandoned, staged_dirs
 from pipeline.store import items as store
 from pipeline.store.database import query_one, transaction
@@ -98,6 +99,7 @@ def _load(con, fetches_src: str, item_files: list[Path], res: LoadResult, *, kno
     con.execute("CREATE OR REPLACE TEMP TABLE mt_batch_fetches AS SELECT * FROM mt_returned")
     con.unregister("mt_returned")
     res.fetches = len(batch_fetches)
+    feed_state.advance(con, "(SELECT s.* FROM staged_fetches s JOIN mt_batch_fetches USING (fetch_key))")
     if item_files:  # provenance names the fetch row, which exists now
         res.items_new = store.store_planned(con, """(SELECT s.* EXCLUDE (provenance, fetch_key),
                                                             'fetch:' || f.fetch_id AS provenance
@@ -140,8 +142,7 @@ def _summarise_sightings(con, seen) -> None:
 
 
 def _disable_failing(con, max_failures: int) -> list[str]:
-    # Only a feed that failed in this batch can have reached the limit now: the health view (an
-    # aggregate of the whole fetch log) is read for those feeds alone, and not at all if none did.
+    # Only a feed that failed in this batch can have reached the limit now.
     failed = [r[0] for r in con.execute(
         "SELECT DISTINCT source_id FROM staged_fetches WHERE status IN ('failed', 'not_a_feed')").fetchall()]
     if not failed:

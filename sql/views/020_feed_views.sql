@@ -1,41 +1,17 @@
--- Feed health and coverage: derived from the fetch log, so they can never disagree with it.
+-- Feed health and coverage, from the fetch log and the per-feed state the merge keeps beside it.
 
 -- One row per feed: last attempt and success, the validators for the next conditional GET,
 -- consecutive failures since the last success (or since re-enabling), and when it is next due.
+-- The numbers are the feed's state kept by the merge (sql/013), equal to what
+-- feed_state_from_log() derives from the fetch log; a feed never fetched has NULL fetches.
 CREATE OR REPLACE VIEW v_feed_health AS
-WITH ok AS (
-    SELECT source_id,
-           max(started_utc) AS last_success_utc,
-           arg_max(etag, started_utc) FILTER (WHERE etag IS NOT NULL) AS etag,
-           arg_max(last_modified, started_utc) FILTER (WHERE last_modified IS NOT NULL) AS last_modified,
-           arg_max(body_sha256, started_utc) FILTER (WHERE body_sha256 IS NOT NULL) AS body_sha256
-    FROM fetches WHERE status IN ('ok', 'not_modified', 'unchanged')
-    GROUP BY source_id
-), tried AS (
-    SELECT source_id, max(started_utc) AS last_attempt_utc, count(*) AS fetches,
-           arg_max(status, started_utc) AS last_status,
-           arg_max(error, started_utc) AS last_error,
-           arg_max(retry_after_utc, started_utc) AS retry_after_utc
-    FROM fetches GROUP BY source_id
-), failing AS (
-    SELECT f.source_id, count(*) AS consecutive_failures
-    FROM fetches f
-    JOIN sources s USING (source_id)
-    LEFT JOIN ok USING (source_id)
-    WHERE f.status IN ('failed', 'not_a_feed')
-      AND f.started_utc > coalesce(ok.last_success_utc, '-infinity'::TIMESTAMPTZ)
-      AND f.started_utc > coalesce(s.enabled_since_utc, '-infinity'::TIMESTAMPTZ)
-    GROUP BY f.source_id
-)
 SELECT s.source_id, s.name, s.url, s.role, s.tags, s.enabled, s.disabled_reason,
        s.poll_minutes,
-       t.fetches, t.last_attempt_utc, t.last_status, t.last_error, ok.last_success_utc,
-       coalesce(fl.consecutive_failures, 0) AS consecutive_failures,
-       ok.etag, ok.last_modified, ok.body_sha256, t.retry_after_utc
+       st.fetches, st.last_attempt_utc, st.last_status, st.last_error, st.last_success_utc,
+       coalesce(st.consecutive_failures, 0) AS consecutive_failures,
+       st.etag, st.last_modified, st.body_sha256, st.retry_after_utc
 FROM sources s
-LEFT JOIN tried t USING (source_id)
-LEFT JOIN ok USING (source_id)
-LEFT JOIN failing fl USING (source_id)
+LEFT JOIN feed_state st USING (source_id)
 WHERE s.kind = 'feed';
 
 -- Polls per feed per UTC hour: an hour with no successful poll is a gap in collection, not a
