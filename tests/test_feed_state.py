@@ -9,8 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from pipeline.sources import feeds
-from pipeline.sources import batches
+from pipeline.sources import batches, feeds
 from pipeline.sources.batches import FETCH_COLUMNS
 from pipeline.sources.merge import load_staged_dir
 from pipeline.sources.poll_plan import read_states
