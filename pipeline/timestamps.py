@@ -139,13 +139,17 @@ def parse_times(raw: pd.Series, assume_tz: str | None = None, dst: str = "reject
     precision = out["precision_s"].fillna(PRECISION_DAY).to_numpy(dtype=np.int64)
     errors: list[str | None] = [None] * len(text)
     for i, problem in zip(np.flatnonzero(out["problem"].notna().to_numpy()), out["problem"].dropna()):
-        s = text.iat[i]
-        if problem == "unread":
-            utc.iat[i], errors[i] = row_by_row(s.strip(), assume_tz, dst)
-        else:
-            errors[i] = PROBLEMS[problem](s.strip() if isinstance(s, str) else s, assume_tz)
-            utc.iat[i] = pd.NaT
+        ts, errors[i] = resolve(text.iat[i], problem, assume_tz, dst)
+        utc.iat[i] = pd.NaT if ts is None else ts
     return ParsedTimes(utc=utc, zone_explicit=zone, precision_s=precision, error=errors)
+
+
+def resolve(s, problem: str, assume_tz: str | None, dst: str):
+    """A string the SQL flagged: (instant or None, error or None). Those it could not read
+    ('unread') are tried row by row; the others are errors, in words."""
+    if problem == "unread":
+        return row_by_row(s.strip(), assume_tz, dst)
+    return None, PROBLEMS[problem](s.strip() if isinstance(s, str) else s, assume_tz)
 
 
 def now_utc() -> datetime:

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
 import numpy as np
+import pandas as pd
 
+from pipeline.config import SQL_DIR
 from pipeline.errors import UserError
-from pipeline.sources.csvfile import read_records
-from pipeline.timestamps import iso_z, parse_times
+from pipeline.sources.csv_scan import drop as drop_scan
+from pipeline.sources.csv_scan import scan_csv
+from pipeline.sources.csvfile import CsvFileError, read_header
+from pipeline.timestamps import iso_z, resolve
 from pipeline.timing.coincidence import DEFAULT_STEP, coincidence_test
 from pipeline.timing.nulls import Coverage
 from pipeline.timing.registry import make_null
@@ -19,28 +24,81 @@ class InputError(UserError):
     pass
 
 
+TIME_COLUMNS = ("ts_utc", "earliest_utc", "latest_utc")
+# DuckDB's share of one analysis: the scan of the file and one parsed row per record. Beyond it,
+# DuckDB spills to its temporary folder rather than grow (10M announcements fit in well under 1 GB).
+READ_MEMORY = "512MB"
+
+
 def read_times(path: Path | str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(earliest, latest, best) epoch seconds from a CSV with ts_utc and optional
-    earliest_utc/latest_utc columns. Any bad row is an error naming its line."""
-    rec = read_records(path, ["ts_utc"])
-    f = rec.frame
-    cols = {"ts_utc": parse_times(f["ts_utc"])}
-    for c in ("earliest_utc", "latest_utc"):
-        if c in f:
-            blank = f[c].str.strip() == ""
-            cols[c] = parse_times(f[c].where(~blank, f["ts_utc"]))
-    problems = [f"{path}:{line}: {name}: {err}"
-                for name, parsed in cols.items()
-                for line, err in zip(f["_line"], parsed.error) if err]
+    earliest_utc/latest_utc columns (a blank one means ts_utc). Any bad row, or any record that
+    is not valid CSV, is an error naming its line.
+
+    Read by DuckDB (pipeline.sources.csv_scan) and parsed in SQL (mt_parse_time, as every
+    source's times are), in parallel and never as Python objects per row: only the strings the
+    SQL flags come back to Python, to be tried row by row or named as errors.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CsvFileError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+    header = read_header(path, ["ts_utc"])
+    cols = [c for c in TIME_COLUMNS if c in header]
+    con = duckdb.connect(config={"memory_limit": READ_MEMORY})
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET enable_progress_bar = false")
+        con.execute((SQL_DIR / "views" / "030_time_macros.sql").read_text())
+        scan = scan_csv(con, path, header, "mt_times")
+        return _parsed(con, path, cols, scan.rejected)
+    finally:
+        con.close()
+
+
+def _parsed(con, path: Path, cols: list[str], rejected: list[tuple[int, str]]):
+    raw = {c: '"ts_utc"' if c == "ts_utc" else f"CASE WHEN trim(\"{c}\") = '' THEN \"ts_utc\" ELSE \"{c}\" END"
+           for c in cols}
+    # per column: the instant, and the string itself only where the SQL flags it
+    strings = ", ".join(f"{raw[c]} AS r_{c}" for c in cols)
+    parse = ", ".join(f"r_{c}, mt_parse_time(r_{c}, NULL, 'reject') AS p_{c}" for c in cols)
+    keep = ", ".join(f"p_{c}, CASE WHEN p_{c}.problem IS NOT NULL THEN r_{c} END AS raw_{c}" for c in cols)
+    con.execute(f"""CREATE TEMP TABLE mt_parsed AS SELECT _line, {keep} FROM (
+                    SELECT _line, {parse} FROM (SELECT _line, {strings} FROM mt_times))""")
+    drop_scan(con, "mt_times")
+    flagged = con.execute(" UNION ALL ".join(
+        f"SELECT _line, '{c}', p_{c}.problem, raw_{c} FROM mt_parsed WHERE p_{c}.problem IS NOT NULL"
+        for c in cols)).fetchall()
+    problems = [(line, f"{path}:{line}: {why}") for line, why in rejected]
+    fixed = []
+    for line, col, problem, s in flagged:
+        ts, err = resolve(s, problem, None, "reject")
+        if err:
+            problems.append((line, f"{path}:{line}: {col}: {err}"))
+        else:
+            fixed.append((line, col, ts.value // 1000))
     if problems:
-        raise InputError("\n".join(problems[:20]) + (f"\n... and {len(problems) - 20} more" if len(problems) > 20 else ""))
-    best = cols["ts_utc"].utc.astype("int64").to_numpy() / 1e6
-    lo = cols["earliest_utc"].utc.astype("int64").to_numpy() / 1e6 if "earliest_utc" in cols else best
-    hi = cols["latest_utc"].utc.astype("int64").to_numpy() / 1e6 if "latest_utc" in cols else best
-    bad = np.flatnonzero((lo > best) | (best > hi))
-    if bad.size:
-        raise InputError(f"{path}:{f['_line'].iat[bad[0]]}: earliest_utc <= ts_utc <= latest_utc does not hold")
-    return lo, hi, best
+        problems.sort()
+        more = f"\n... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise InputError("\n".join(p for _, p in problems[:20]) + more)
+    us = {c: f"epoch_us(p_{c}.utc)" for c in cols}
+    joins = ""
+    if fixed:  # the instants Python read, in place of the SQL's NULLs
+        con.register("mt_fixed", pd.DataFrame(fixed, columns=["_line", "col", "us"]))
+        con.execute("CREATE TEMP TABLE mt_fix AS SELECT _line, col, us::BIGINT AS us FROM mt_fixed")
+        con.unregister("mt_fixed")
+        joins = " ".join(f"LEFT JOIN (SELECT _line, us AS fix_{c} FROM mt_fix WHERE col = '{c}') USING (_line)"
+                         for c in cols)
+        us = {c: f"coalesce({us[c]}, fix_{c})" for c in cols}
+    best = us["ts_utc"]
+    con.execute(f"CREATE TEMP VIEW mt_instants AS SELECT _line, {us.get('earliest_utc', best)} AS lo, "
+                f"{best} AS best, {us.get('latest_utc', best)} AS hi FROM mt_parsed {joins}")
+    (bad,) = con.execute("SELECT min(_line) FROM mt_instants WHERE lo > best OR best > hi").fetchall()[0]
+    if bad is not None:
+        raise InputError(f"{path}:{bad}: earliest_utc <= ts_utc <= latest_utc does not hold")
+    wanted = ["best"] + [n for n, c in (("lo", "earliest_utc"), ("hi", "latest_utc")) if c in cols]
+    got = con.execute(f"SELECT {', '.join(wanted)} FROM mt_instants").fetchnumpy()
+    t = {n: got[n].astype(np.float64) / 1e6 for n in wanted}
+    return t.get("lo", t["best"]), t.get("hi", t["best"]), t["best"]
 
 
 def analyze_files(releases: Path | str, announcements: Path | str, *, window_minutes: float,
