@@ -8,6 +8,7 @@ then measured at each size (medians of --runs):
   merge, first poll  a staged 1,000-feed batch, 25 new items per feed (what a poll stages)
   merge, re-poll     the same feeds again: 90% of the items seen before, 10% new
   poll plan          every feed's state for planning the next poll (v_feed_health, sql/013)
+  state from the log one feed's state derived from the whole fetch log (a re-enabled feed, a late batch)
   v_items_hourly     one week, all sources
   feed_coverage      one day, every feed
   v_item_sightings   the newest 20
@@ -159,6 +160,8 @@ def measure(db: Path, poller: Poller, runs: int) -> dict[str, float]:
         out["merge, first poll"] = timed(lambda: poller.first(con), runs)
         out["merge, re-poll (90% seen)"] = timed(lambda: poller.again(con), runs)
         out["poll plan (feed states)"] = timed(lambda: read_states(con), runs)
+        # the rare path: one feed's state derived from the whole log (re-enabled, or a late batch)
+        out["one feed's state from the log"] = timed(lambda: feed_state.rederive(con, [1]), runs)
         for name, sql in views.items():
             out[name] = timed(lambda sql=sql: con.execute(sql).fetchall(), runs)
 

@@ -53,8 +53,10 @@ def _merge(con, directory: Path, res: LoadResult, max_failures: int, *, known_ke
     with transaction(con):
         _load(con, f"read_parquet('{directory / 'fetches.parquet'}')",
               sorted(directory.glob("items*.parquet")), res, known_keys=known_keys)
+        feed_state.advance(con, "(SELECT s.* FROM staged_fetches s JOIN mt_batch_fetches USING (fetch_key))")
         res.disabled = _disable_failing(con, max_failures)
         con.execute("DROP TABLE staged_fetches")
+        con.execute("DROP TABLE mt_batch_fetches")
         con.execute("INSERT INTO staged_batches VALUES (?, ?, ?, ?)",
                     [res.batch_id, datetime.now(UTC), res.fetches, res.items_new])
 
@@ -99,7 +101,6 @@ def _load(con, fetches_src: str, item_files: list[Path], res: LoadResult, *, kno
     con.execute("CREATE OR REPLACE TEMP TABLE mt_batch_fetches AS SELECT * FROM mt_returned")
     con.unregister("mt_returned")
     res.fetches = len(batch_fetches)
-    feed_state.advance(con, "(SELECT s.* FROM staged_fetches s JOIN mt_batch_fetches USING (fetch_key))")
     if item_files:  # provenance names the fetch row, which exists now
         res.items_new = store.store_planned(con, """(SELECT s.* EXCLUDE (provenance, fetch_key),
                                                             'fetch:' || f.fetch_id AS provenance
@@ -118,7 +119,7 @@ def _load(con, fetches_src: str, item_files: list[Path], res: LoadResult, *, kno
     sightings = len(seen)
     _summarise_sightings(con, seen)
     res.items_seen = sightings - res.items_new
-    for t in ("staged_items", "mt_item_ids", "mt_batch_fetches"):  # staged_fetches: after _disable_failing
+    for t in ("staged_items", "mt_item_ids"):  # the batch's fetches: after the feeds' state (_merge)
         con.execute(f"DROP TABLE {t}")
 
 
