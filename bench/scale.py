@@ -17,7 +17,7 @@ then measured at each size (medians of --runs):
 and the file's size per million items. Each figure is printed with its ratio to the empty store.
 
 Run: .venv/bin/python bench/scale.py [--sizes 1000000,10000000] [--runs 3] [--keep DIR]
-(50,000,000 items take about 25 GB of disk and a long fill.)
+(With 50,000,000 the file reaches about 9 GB and the whole run takes about 4 minutes on 2 cores.)
 """
 
 from __future__ import annotations
