@@ -37,21 +37,38 @@ def fetch_shard(shard: list[dict], lane: str = "news", poll_id: str | None = Non
     ``poll_id`` names the poll across attempts (the DAG run and map index): every attempt stages
     under the same batch id with the same fetch keys, so a retry that finds its predecessor's
     batch staged and not yet merged reuses it instead of polling again, and an orphaned attempt
-    that stages after the retry's batch was merged adds nothing (merge skips a loaded batch)."""
+    that stages after the retry's batch was merged adds nothing (merge skips a loaded batch).
+    A retry never settles for its predecessor's failures, though (that attempt may have failed
+    for being cut off from the network, which is why there is a retry): the feeds that failed in
+    the kept batch are polled again, or taken from this attempt's own poll if it has them, and
+    staged once as the poll's repair batch."""
     s = load_settings()
     lane_dir = writable_folder(batches.staging_lane(s.data_dir, lane), "staging folder", "MEDIA_TIMING_DATA_DIR")
-    batch_id = batches.poll_batch_id(poll_id) if poll_id else None
-    if batch_id and (lane_dir / batch_id / batches.SUCCESS_MARK).exists():
-        return {"batch": batch_id, "reused": True, **_staged_summary(lane_dir / batch_id)}
-    limits = ingest.fetch_limits(s)
     requests = [FeedRequest(**r) for r in shard]
-    batch, polled = batches.make_batch(ingest.poll(requests, limits=limits, workers=s.fetch_workers,
-                                                  per_host=s.fetch_per_host), batch_id=batch_id)
+    batch_id = batches.poll_batch_id(poll_id) if poll_id else None
+    repair_id = batches.repair_batch_id(poll_id) if poll_id else None
+    if batch_id and batches.is_staged(lane_dir / batch_id):
+        todo = batches.failed_again_askable(lane_dir / batch_id)
+        if not todo or batches.is_staged(lane_dir / repair_id):
+            return {"batch": batch_id, "reused": True, **_staged_summary(lane_dir / batch_id)}
+        requests, batch_id = [r for r in requests if r.source_id in todo], repair_id
+    batch, polled = _poll(s, requests, batch_id)
     where = batches.stage(batch, lane_dir)
+    repaired = set()
+    if batch_id and batch_id != repair_id:  # another attempt may have staged this poll first
+        repaired = batches.failed_again_askable(where) - batches.failed_feeds(batch)
+        if repaired:
+            batches.stage(batches.subset(batch, repaired, repair_id), lane_dir)
     summary = ingest.summarize([p.outcome for p in polled], [])
     return {"batch": where.name, "feeds": summary.feeds, "ok": summary.ok,
             "not_modified": summary.not_modified, "failed": summary.failed,
-            "failures": summary.failures[:50]}
+            "failures": summary.failures[:50], **({"repaired": len(repaired)} if repaired else {})}
+
+
+def _poll(s, requests: list[FeedRequest], batch_id: str | None):
+    limits = ingest.fetch_limits(s)
+    return batches.make_batch(ingest.poll(requests, limits=limits, workers=s.fetch_workers,
+                                          per_host=s.fetch_per_host), batch_id=batch_id)
 
 
 def _staged_summary(directory: Path) -> dict:

@@ -116,6 +116,43 @@ def poll_batch_id(poll_id: str) -> str:
     return hashlib.sha256(poll_id.encode()).hexdigest()[:32]
 
 
+def repair_batch_id(poll_id: str) -> str:
+    """The batch id under which a later attempt at a poll stages the feeds an earlier attempt's
+    kept batch failed on (one per poll: the first attempt to stage it wins, as for the poll)."""
+    return poll_batch_id(f"{poll_id}/repair")
+
+
+def is_staged(folder: Path) -> bool:
+    return (folder / SUCCESS_MARK).exists()
+
+
+def failed_again_askable(folder: Path, now: datetime | None = None) -> set[int]:
+    """The feeds whose fetch failed in a staged batch and may be asked again now: not those
+    whose server said when to come back (Retry-After still running)."""
+    con = duckdb.connect()  # in memory, as staging is written
+    try:
+        rows = con.execute(f"""SELECT DISTINCT source_id FROM read_parquet('{folder / "fetches.parquet"}')
+                               WHERE status = 'failed' AND (retry_after_utc IS NULL OR retry_after_utc <= ?)""",
+                           [now or datetime.now(UTC)]).fetchall()
+    finally:
+        con.close()
+    return {int(r[0]) for r in rows}
+
+
+def failed_feeds(batch: Batch) -> set[int]:
+    return set(batch.fetches.loc[batch.fetches["status"] == "failed", "source_id"].astype(int))
+
+
+def subset(batch: Batch, source_ids: set[int], batch_id: str) -> Batch:
+    """The fetches and items of some feeds of a batch, as a batch of their own: each fetch key
+    derived from the new batch id, as make_batch derives them."""
+    def rekey(frame: pd.DataFrame) -> pd.DataFrame:
+        part = frame.loc[frame["source_id"].astype(int).isin(source_ids)].copy()
+        part["fetch_key"] = batch_id + "-" + part["source_id"].astype(int).astype(str)
+        return part.reset_index(drop=True)
+    return Batch(batch_id, rekey(batch.fetches), rekey(batch.items))
+
+
 def make_batch(polled: Iterable[Polled], chunk_items: int = 5000,
                batch_id: str | None = None) -> tuple[Batch, list[Polled]]:
     """One frame of fetch rows and one of items for everything polled (and the polled list).
