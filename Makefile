@@ -14,7 +14,7 @@ help:
 	@echo "make test      build .venv, ruff, mypy (strict on pipeline/timing), then the whole test suite (includes the Airflow end-to-end test)"
 	@echo "make test-fast the suite without tests marked slow"
 	@echo "make airflow   start Airflow with this repository's airflow.cfg (one Ctrl-C stops it)"
-	@echo "make cluster   the Celery cluster on loopback (PostgreSQL, Redis, two workers): scripts/cluster.sh up|check|down"
+	@echo "make cluster   the Celery cluster on loopback (PostgreSQL, Redis, two workers): scripts/cluster.sh up [--machines]|check|down"
 	@echo "make bench     run the benchmarks in bench/"
 	@echo "make lint      ruff"
 	@echo "make lock      re-resolve requirements*.lock after editing pyproject.toml (keeps other pins)"

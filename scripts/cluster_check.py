@@ -1,9 +1,11 @@
-"""`scripts/cluster.sh check`: one poll of loopback feeds through the running cluster, checked.
+"""`scripts/cluster.sh check`: one poll of served feeds through the running cluster, checked.
 
-Serves the bundled fixture feeds on three loopback hosts (so the poll has three fetch shards),
+Serves the bundled fixture feeds on three addresses of this machine (loopback ones, or with `up
+--machines` ones on the cluster's network; three hosts give the poll three fetch shards),
 registers them as new feeds, triggers `ingest_feeds` through the REST API and then asserts, from
-the metadata database and the DuckDB file: the run succeeded; every fetch task ran on the
-`default` queue and worker, every other task on the `duckdb` queue and worker; each feed was
+the metadata database, the REST API and the DuckDB file: the run succeeded; every fetch task ran
+on the `default` queue and worker, every other task on the `duckdb` queue and worker; each fetch's
+log reads through the API server (with --machines: served by its worker's machine); each feed was
 fetched once and each of its items landed and was sighted once; `analyze_timing` followed on the
 asset event. Prints who ran what, and exits 1 with every problem found.
 
@@ -23,6 +25,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
 import psycopg2
 import requests
@@ -31,7 +34,29 @@ from pipeline.store.database import connect
 
 ROOT = Path(__file__).resolve().parent.parent
 FEEDS = ROOT / "tests" / "fixtures" / "feeds"
-HOSTS = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
+
+
+def feed_hosts() -> tuple[str, ...]:
+    """Addresses of this machine the check's feeds are served on: loopback ones, or with
+    `up --machines` ones on the cluster's network (a worker host cannot reach this loopback)."""
+    return tuple(os.environ.get("CLUSTER_FEED_HOSTS", "127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4").split(","))
+
+
+def control() -> str:
+    """The control machine's address: where PostgreSQL and the API server listen."""
+    return os.environ.get("CLUSTER_HOST", "127.0.0.1")
+
+
+def machines() -> dict[str, str]:
+    """With `up --machines`: worker tag by address (the address is the worker's Airflow hostname)."""
+    folder = Path(os.environ.get("CLUSTER_DIR", "/nonexistent")) / "machines"
+    return {(m / "address").read_text().strip(): m.name for m in folder.glob("*") if (m / "address").exists()}
+
+
+def worker_tag(hostname: str | None) -> str:
+    """The tag of the worker that ran a task: scripts/cluster_hosts.py names it by its address on
+    its own machine, by this machine's name and the tag on one machine."""
+    return machines().get(hostname or "") or (hostname or "").rsplit("-", 1)[-1]
 
 
 class FeedHandler(http.server.SimpleHTTPRequestHandler):
@@ -62,9 +87,9 @@ class FeedHandler(http.server.SimpleHTTPRequestHandler):
 
 
 class FeedServer:
-    """The fixture feeds on every loopback host given, one port, in this process's threads."""
+    """The fixture feeds on every address given, one port, in this process's threads."""
 
-    def __init__(self, hosts=HOSTS, port: int = 0, folder: Path = FEEDS):
+    def __init__(self, hosts: tuple[str, ...], port: int = 0, folder: Path = FEEDS):
         handler = functools.partial(FeedHandler, directory=str(folder))
         self.servers = [http.server.ThreadingHTTPServer((hosts[0], port), handler)]
         self.port = self.servers[0].server_address[1]
@@ -86,7 +111,7 @@ class Api:
     """Airflow's REST API as admin, with the password Airflow generated for this cluster."""
 
     def __init__(self):
-        self.base = f"http://127.0.0.1:{os.environ['CLUSTER_API_PORT']}"
+        self.base = f"http://{control()}:{os.environ['CLUSTER_API_PORT']}"
         home = Path(os.environ["AIRFLOW_HOME"])
         password = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
         r = requests.post(f"{self.base}/auth/token", json={"username": "admin", "password": password}, timeout=30)
@@ -118,8 +143,8 @@ class Api:
 
 def meta(query: str, *args) -> list[tuple]:
     """Rows from the cluster's PostgreSQL metadata database."""
-    con = psycopg2.connect(host="127.0.0.1", port=os.environ["CLUSTER_PG_PORT"], dbname="airflow",
-                           user="airflow", password="airflow")
+    con = psycopg2.connect(host=control(), port=os.environ["CLUSTER_PG_PORT"], dbname="airflow",
+                           user="airflow", password=os.environ["CLUSTER_PG_PASSWORD"])
     try:
         with con.cursor() as cur:
             cur.execute(query, args)
@@ -166,12 +191,14 @@ def clear_of_schedule(margin_s: int = 30) -> None:
 
 
 def wait_idle(timeout: float = 300) -> None:
-    """Wait for ingest_feeds runs under way (the one a fresh scheduler starts at once) to end, so
-    that none plans the new feeds while they are being registered."""
+    """Wait until no ingest_feeds run under way has still to plan (the one a fresh scheduler
+    starts at once), so that none plans the new feeds while they are being registered."""
     deadline = time.monotonic() + timeout
-    while meta("SELECT count(*) FROM dag_run WHERE dag_id = 'ingest_feeds' AND state IN ('queued', 'running')")[0][0]:
+    while meta("""SELECT count(*) FROM dag_run r WHERE r.dag_id = 'ingest_feeds' AND r.state IN ('queued', 'running')
+                  AND NOT EXISTS (SELECT 1 FROM task_instance t WHERE t.dag_id = r.dag_id AND t.run_id = r.run_id
+                                  AND t.task_id = 'plan' AND t.state IN ('success', 'failed', 'upstream_failed'))""")[0][0]:
         if time.monotonic() > deadline:
-            raise RuntimeError(f"ingest_feeds still running after {timeout} s")
+            raise RuntimeError(f"an ingest_feeds run still had to plan after {timeout} s")
         time.sleep(2)
 
 
@@ -195,8 +222,8 @@ def placement_problems(rows: list[dict], fetch_queue: str = "default") -> list[s
             continue
         if r["queue"] != want:
             problems.append(f"{r['task_id']}[{r['map_index']}] ran on queue {r['queue']}, not {want}")
-        if not (r["hostname"] or "").endswith(f"-{want}"):
-            problems.append(f"{r['task_id']}[{r['map_index']}] ran on {r['hostname']}, not a {want} worker")
+        if worker_tag(r["hostname"]) != want:
+            problems.append(f"{r['task_id']}[{r['map_index']}] ran on {r['hostname']}, not the {want} worker")
     if not any(r["task_id"] == "fetch" for r in rows):
         problems.append("the run had no fetch task (no feed was due)")
     return problems
@@ -238,26 +265,58 @@ def analysis_after(api: Api, since: datetime, timeout: float) -> tuple[str | Non
     return (runs[0][0] if runs else None), "not finished"
 
 
+def task_log(api: Api, dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int = -1
+             ) -> tuple[list[str], list[str]]:
+    """A task attempt's log as the UI shows it: (where the API server read it, its messages)."""
+    path = (f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/logs/"
+            f"{try_number}?map_index={map_index}&full_content=true")
+    events = [str(c.get("event", "")) if isinstance(c, dict) else str(c) for c in api.get(path)["content"]]
+    # Airflow 3 lists where it read the log in a group of its own, before the log's lines.
+    sources: list[str] = []
+    if "::group::Log message source details" in events:
+        start = events.index("::group::Log message source details") + 1
+        end = events.index("::endgroup::", start)
+        sources, events = events[start:end], events[end + 1:]
+    return sources, [e for e in events if e and not e.startswith("::")]
+
+
+def log_problems(api: Api, run_id: str, rows: list[dict]) -> list[str]:
+    """Every fetch attempt's log readable through the API server. With `up --machines` the
+    worker kept it on its own disk, so it must come from that worker's log server (port 8793,
+    a token signed with [api] secret_key): the proof that a machine's logs reach the UI."""
+    problems = []
+    for r in (r for r in rows if r["task_id"] == "fetch" and r["state"] == "success"):
+        sources, messages = task_log(api, "ingest_feeds", run_id, "fetch", r["try_number"], r["map_index"])
+        served = [s for s in sources if s.startswith(f"http://{r['hostname']}:")]
+        print(f"  log of fetch[{r['map_index']}]: {len(messages)} lines from {', '.join(sources) or 'nowhere'}")
+        if not messages:
+            problems.append(f"fetch[{r['map_index']}]: its log is empty in the API ({sources})")
+        if os.environ.get("CLUSTER_MACHINES") == "1" and not served:
+            problems.append(f"fetch[{r['map_index']}]: log not served by its worker {r['hostname']} ({sources})")
+    return problems
+
+
 def show(rows: list[dict]) -> None:
     for r in rows:
         print(f"  {r['task_id']:<14} map {r['map_index']:>2}  try {r['try_number']}  {r['state']:<8} "
-              f"queue {r['queue']:<8} on {r['hostname']}")
+              f"queue {r['queue']:<8} on {r['hostname']} ({worker_tag(r['hostname'])})")
 
 
 def main() -> int:
     clear_of_schedule()
     tag = uuid.uuid4().hex[:6]
     files = sorted(p.name for p in FEEDS.glob("*.xml"))[:6]
-    server = FeedServer()
+    hosts = feed_hosts()[:3]
+    server = FeedServer(hosts)
     try:
-        feeds = [(f"check-{tag}-{i}", server.url(HOSTS[i // 2], f"{name}?check={tag}"))
+        feeds = [(f"check-{tag}-{i}", server.url(hosts[i // 2], f"{name}?check={tag}"))
                  for i, name in enumerate(files)]
         api = Api()
         wait_idle()
         since = datetime.now(UTC)
         register(feeds)
         triggered = api.trigger("ingest_feeds", f"cluster.sh check {tag}")
-        print(f"triggered ingest_feeds {triggered} for {len(feeds)} loopback feeds on {len(HOSTS)} hosts")
+        print(f"triggered ingest_feeds {triggered} for {len(feeds)} feeds on {len(hosts)} hosts ({', '.join(hosts)})")
         state = api.wait_run("ingest_feeds", triggered, timeout=300)
         run = polling_run(triggered, since)
         if run != triggered:
@@ -267,6 +326,7 @@ def main() -> int:
         show(rows)
         problems = [] if state == "success" else [f"ingest_feeds {run} ended {state}"]
         problems += placement_problems(rows)
+        problems += log_problems(api, run, rows)
         problems += landing_problems([n for n, _ in feeds])
         announced = any(r["task_id"] == "announce" and r["state"] == "success" for r in rows)
         analysis, how = analysis_after(api, since, timeout=300) if announced else (None, "not due")
