@@ -27,12 +27,15 @@ def reference(path):
     rec = read_records(path, ["ts_utc"])
     f = rec.frame
     cols = {"ts_utc": parse_times(f["ts_utc"])}
+    blank = {}
     for c in ("earliest_utc", "latest_utc"):
-        if c in f:
-            cols[c] = parse_times(f[c].where(f[c].str.strip() != "", f["ts_utc"]))
+        if c in f:  # a blank one means ts_utc: its own errors are ts_utc's, reported once
+            blank[c] = (f[c].fillna("").str.strip() == "").to_numpy()
+            cols[c] = parse_times(f[c].where(~blank[c], f["ts_utc"]))
     problems = sorted([(line, f"{path}:{line}: {why}") for line, why in rec.rejected]
                       + [(line, f"{path}:{line}: {name}: {err}") for name, p in cols.items()
-                         for line, err in zip(f["_line"], p.error) if err])
+                         for line, err, b in zip(f["_line"], p.error, blank.get(name, np.zeros(len(f), bool)))
+                         if err and not b])
     if problems:
         return [p for _, p in problems[:20]], len(problems)
     sec = {c: p.utc.astype("int64").to_numpy() / 1e6 for c, p in cols.items()}

@@ -148,3 +148,42 @@ def test_dst_gaps_and_folds_are_refused_in_plain_words(text, words):
     assert words in p.error[0] and "--dst" in p.error[0]
     assert "ambiguous=" not in p.error[0] and "nonexistent=" not in p.error[0]  # no pandas argument names
     assert pd.isna(p.utc.iat[0])
+
+
+def test_the_fast_readings_read_exactly_as_the_general_one():
+    """mt_parse_time reads the commonest forms (ISO in UTC to the second, RFC 822 in GMT or with
+    a numeric offset) on short paths; every string must read there exactly as the general
+    reading reads it: valid ones, and near misses (impossible dates and hours, offsets past
+    ±14:00, a wrong weekday, lower case, one-digit days, stray spaces)."""
+    import random
+
+    import duckdb
+
+    from pipeline.config import SQL_DIR
+
+    rng = random.Random(11)
+    days = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun", "Fry"]
+    months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec", "Foo"]
+    strings = []
+    for _ in range(4000):
+        y, mo, d = rng.choice([1999, 2016, 2024, 2038]), rng.randrange(13), rng.choice([1, 7, 28, 29, 30, 31, 32])
+        h, mi, s = rng.choice([0, 9, 23, 24]), rng.choice([0, 32, 59, 60]), rng.choice([0, 5, 59, 61])
+        off = rng.choice([0, 60, -240, 330, 840, 841, -840, -900, 959])
+        zone = rng.choice(["GMT", "gmt", "UTC", "UT", "EDT", _offset_text(off, False), _offset_text(off, True), "-0000"])
+        day = f"{d:02d}" if rng.random() < 0.8 else str(d)
+        text = f"{rng.choice(days)}, {day} {months[mo]} {y} {h:02d}:{mi:02d}:{s:02d} {zone}"
+        if rng.random() < 0.3:
+            text = f"{y}-{mo + 1:02d}-{d:02d}{rng.choice('T ')}{h:02d}:{mi:02d}:{s:02d}Z"
+        if rng.random() < 0.1:
+            text = rng.choice([" ", "  "]) + text + rng.choice(["", " "])
+        strings.append(text)
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute((SQL_DIR / "views" / "030_time_macros.sql").read_text())
+    con.execute("CREATE TABLE s AS SELECT unnest(?) AS raw", [strings])
+    differ = con.execute("""SELECT raw, mt_parse_time(raw, NULL, 'reject') AS fast,
+                                   mt_parse_general(nullif(trim(raw), ''), NULL, 'reject') AS general
+                            FROM s WHERE fast IS DISTINCT FROM general""").fetchall()
+    assert differ == []
+    (fast_read,) = con.execute("SELECT count(*) FROM s WHERE mt_parse_time(raw, NULL, 'reject').utc IS NOT NULL").fetchone()
+    assert fast_read > 500  # the sample reaches the short paths, not only the near misses (994 of 4000)

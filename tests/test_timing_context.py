@@ -11,7 +11,7 @@ from pipeline.timing.coincidence import coincidence_test
 from pipeline.timing.displacement import displacement
 from pipeline.timing.nulls import DAY, Coverage, WeekdayHourShuffle
 from pipeline.timing.pressure import daily_pressure
-from pipeline.timing.uncertainty import over_intervals, sample_within
+from pipeline.timing.uncertainty import IntervalSampler, over_intervals, sample_within
 
 START_WEEK = 2440
 
@@ -33,6 +33,48 @@ def test_exact_times_are_not_drawn():
     d = sample_within(lo, hi, np.array([130.0, 3000.0]), rng, 50, 60.0)
     assert (d[:, 0] == 130.0).all()
     assert len(np.unique(d[:, 1])) > 10
+
+
+def test_the_fast_sampler_draws_exactly_what_sample_within_draws():
+    """over_intervals draws the announcements with IntervalSampler (only the uncertain ones are
+    computed); a verdict must not depend on which of the two drew them. Random mixes of exact
+    and uncertain times, widths around the step, several steps and draws."""
+    rng0 = np.random.default_rng(5)
+    for trial in range(300):
+        n = int(rng0.integers(0, 300))
+        best = rng0.random(n) * 1e6
+        width = np.where(rng0.random(n) < rng0.random(), rng0.random(n) * rng0.choice([30, 60, 600, 7200]), 0.0)
+        lo = best - width * rng0.random(n)
+        hi = lo + width
+        step = float(rng0.choice([1.0, 60.0, 300.0]))
+        mine, theirs = np.random.default_rng(trial), np.random.default_rng(trial)
+        sampler = IntervalSampler(lo, hi, best, step)
+        assert sampler.varies == bool((hi - lo > step).any())
+        for _ in range(3):
+            assert np.array_equal(sampler.draw(mine), sample_within(lo, hi, best, theirs, 1, step)[0]), trial
+
+
+def test_announcements_in_any_order_give_the_same_pvalue_range_as_in_time_order():
+    """over_intervals puts the announcements in time order before drawing (so each draw comes
+    out nearly sorted); given in time order, a shuffled copy must give the same summary."""
+    rng = np.random.default_rng(9)
+    weeks = 4
+    cov = Coverage(*simulate.coverage_of(START_WEEK, weeks))
+    best = np.sort(simulate.announcements(rng, START_WEEK, weeks, 60))
+    wide = rng.random(best.size) < 0.4
+    lo, hi = best - 1800 * wide, best + 1800 * wide
+    rel = cov.start + np.array([3.5, 10.2, 17.9]) * DAY
+
+    def test(r, a, s):
+        return coincidence_test(r, a, window_s=3600, null=WeekdayHourShuffle(), coverage=cov,
+                                n_surrogates=99, seed=s)
+    in_order = over_intervals(test, (rel, rel, rel), (lo, hi, best), draws=20, seed=3, step=60.0)
+    shuffle = rng.permutation(best.size)
+    shuffled = over_intervals(test, (rel, rel, rel), (lo[shuffle], hi[shuffle], best[shuffle]),
+                              draws=20, seed=3, step=60.0)
+    assert in_order.draws == 20
+    assert np.array_equal(in_order.pvalues, shuffled.pvalues)
+    assert np.array_equal(in_order.counts, shuffled.counts)
 
 
 def test_the_pvalue_range_shows_how_much_an_unknown_time_matters():

@@ -56,7 +56,9 @@ def read_times(path: Path | str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _parsed(con, path: Path, cols: list[str], rejected: list[tuple[int, str]]):
-    raw = {c: '"ts_utc"' if c == "ts_utc" else f"CASE WHEN trim(\"{c}\") = '' THEN \"ts_utc\" ELSE \"{c}\" END"
+    # A blank earliest/latest means ts_utc: it stays NULL here, is not parsed (in a file where
+    # most rows are exact that is most of the parsing) and takes ts_utc's instant below.
+    raw = {c: '"ts_utc"' if c == "ts_utc" else f"CASE WHEN trim(\"{c}\") = '' THEN NULL ELSE \"{c}\" END"
            for c in cols}
     # per column: the instant, and the string itself only where the SQL flags it
     strings = ", ".join(f"{raw[c]} AS r_{c}" for c in cols)
@@ -67,6 +69,7 @@ def _parsed(con, path: Path, cols: list[str], rejected: list[tuple[int, str]]):
     drop_scan(con, "mt_times")
     flagged = con.execute(" UNION ALL ".join(
         f"SELECT _line, '{c}', p_{c}.problem, raw_{c} FROM mt_parsed WHERE p_{c}.problem IS NOT NULL"
+        + ("" if c == "ts_utc" else f" AND raw_{c} IS NOT NULL")  # blank: ts_utc's, not a problem
         for c in cols)).fetchall()
     problems = [(line, f"{path}:{line}: {why}") for line, why in rejected]
     fixed = []
@@ -90,6 +93,7 @@ def _parsed(con, path: Path, cols: list[str], rejected: list[tuple[int, str]]):
                          for c in cols)
         us = {c: f"coalesce({us[c]}, fix_{c})" for c in cols}
     best = us["ts_utc"]
+    us = {c: e if c == "ts_utc" else f"coalesce({e}, {best})" for c, e in us.items()}
     con.execute(f"CREATE TEMP VIEW mt_instants AS SELECT _line, {us.get('earliest_utc', best)} AS lo, "
                 f"{best} AS best, {us.get('latest_utc', best)} AS hi FROM mt_parsed {joins}")
     (bad,) = con.execute("SELECT min(_line) FROM mt_instants WHERE lo > best OR best > hi").fetchall()[0]

@@ -42,6 +42,34 @@ def sample_within(lo: ArrayLike, hi: ArrayLike, best: ArrayLike, rng: np.random.
     return np.where(is_uncertain(lo, hi, step), u, np.broadcast_to(best, u.shape))
 
 
+class IntervalSampler:
+    """``sample_within`` for one row at a time, fast for many times of which some are uncertain:
+    the intervals are found once, and each draw computes only theirs. It consumes the generator
+    as ``sample_within(..., draws=1)`` does and gives the same values."""
+
+    def __init__(self, lo: ArrayLike, hi: ArrayLike, best: ArrayLike, step: float):
+        lo = np.asarray(lo, dtype=np.float64)
+        hi = np.asarray(hi, dtype=np.float64)
+        self.best = np.asarray(best, dtype=np.float64)
+        self.n, self.step = lo.size, step
+        self.where = np.flatnonzero(is_uncertain(lo, hi, step))
+        self.lo = lo[self.where]
+        self.width = hi[self.where] - self.lo
+
+    @property
+    def varies(self) -> bool:
+        return self.where.size > 0
+
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        r = rng.random((1, self.n))[0][self.where]  # the whole row, as sample_within draws it
+        u = self.lo + r * self.width
+        snapped = np.round(u / self.step) * self.step
+        u = np.where((snapped >= self.lo) & (snapped <= self.lo + self.width), snapped, u)
+        out = self.best.copy()
+        out[self.where] = u
+        return out
+
+
 @dataclass
 class IntervalSummary:
     """One test repeated over draws of the uncertain times."""
@@ -76,17 +104,23 @@ def over_intervals(
     When no interval is wider than a step there is nothing to draw and the test runs once.
     """
     r_lo, r_hi, r_best = releases
-    a_lo, a_hi, a_best = announcements
-    uncertain = is_uncertain(r_lo, r_hi, step).any() or is_uncertain(a_lo, a_hi, step).any()
-    draws = draws if uncertain else 1
+    # In order of their best times, every draw comes out nearly sorted (each time moves within
+    # its interval), which the test's sort finishes in a fraction of the time a shuffled array
+    # takes: 10M announcements, 0.07 s against 0.5 s per draw. The announcements are a set, so
+    # the order changes nothing but which random number each draw gives which announcement (and
+    # nothing at all for input already in order, as the store gives it).
+    a_lo, a_hi, a_best = (np.asarray(x, dtype=np.float64) for x in announcements)
+    ann = IntervalSampler(a_lo, a_hi, a_best, step)
+    if ann.varies and (np.diff(a_best) < 0).any():
+        order = np.argsort(a_best, kind="stable")
+        ann = IntervalSampler(a_lo[order], a_hi[order], a_best[order], step)
+    draws = draws if (is_uncertain(r_lo, r_hi, step).any() or ann.varies) else 1
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
     rel = sample_within(r_lo, r_hi, r_best, rng, draws, step)
-    ann_varies = is_uncertain(a_lo, a_hi, step).any()
-    fixed_ann = np.asarray(a_best, dtype=np.float64)
     seeds = np.random.SeedSequence([seed, 2]).generate_state(draws)
     pooled_p, pooled_s, pvals, counts = [], [], [], []
     for d in range(draws):
-        a = sample_within(a_lo, a_hi, a_best, rng, 1, step)[0] if ann_varies else fixed_ann
+        a = ann.draw(rng) if ann.varies else ann.best
         res = test(rel[d], a, int(seeds[d]))
         pooled_p.append(res.pvalue)
         pooled_s.append(res.statistic)

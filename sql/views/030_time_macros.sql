@@ -75,10 +75,22 @@ CREATE OR REPLACE MACRO mt_parse_general(s, zone, dst) AS CASE
           'problem': CASE WHEN dst NOT IN ('earlier', 'later') THEN mt_local_kind(TRY_CAST(s AS TIMESTAMP), zone) END}
     END;
 
--- Every source's time strings are read here. The common form (2016-10-07T20:32:00Z, to the
--- second, in UTC) is recognised cheaply; everything else takes the general reading.
+-- Every source's time strings are read here. The common forms are recognised cheaply: ISO
+-- 8601 to the second in UTC (2016-10-07T20:32:00Z) and RSS's RFC 822 dates to the second in GMT
+-- or with a numeric offset (Fri, 07 Oct 2016 20:32:00 GMT / -0400; the general reading takes
+-- about ten times as long for these); everything else takes the general reading. The tests
+-- check that each form reads the same either way.
 CREATE OR REPLACE MACRO mt_parse_time(raw, zone, dst) AS CASE
     WHEN length(trim(raw)) = 20 AND substr(trim(raw), 20, 1) = 'Z' AND substr(trim(raw), 11, 1) IN ('T', ' ')
          AND TRY_CAST(trim(raw) AS TIMESTAMPTZ) IS NOT NULL THEN
         {'utc': TRY_CAST(trim(raw) AS TIMESTAMPTZ), 'zone_stated': TRUE, 'precision_s': 1, 'problem': NULL::VARCHAR}
+    WHEN length(trim(raw)) = 29 AND suffix(trim(raw), ' GMT') AND substr(trim(raw), 4, 2) = ', '
+         AND try_strptime(trim(raw), '%a, %d %b %Y %H:%M:%S GMT') IS NOT NULL THEN
+        {'utc': timezone('UTC', try_strptime(trim(raw), '%a, %d %b %Y %H:%M:%S GMT')), 'zone_stated': TRUE,
+         'precision_s': 1, 'problem': NULL::VARCHAR}
+    WHEN length(trim(raw)) = 31 AND substr(trim(raw), 4, 2) = ', ' AND substr(trim(raw), 26, 2) IN (' +', ' -')
+         AND TRY_CAST(substr(trim(raw), 28, 2) AS INTEGER) * 60 + TRY_CAST(substr(trim(raw), 30, 2) AS INTEGER) <= 840
+         AND try_strptime(trim(raw), '%a, %d %b %Y %H:%M:%S %z') IS NOT NULL THEN
+        {'utc': try_strptime(trim(raw), '%a, %d %b %Y %H:%M:%S %z'), 'zone_stated': TRUE, 'precision_s': 1,
+         'problem': NULL::VARCHAR}
     ELSE mt_parse_general(nullif(trim(raw), ''), zone, dst) END;
