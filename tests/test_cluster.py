@@ -85,6 +85,8 @@ def cluster(request):
         if shape == "machines":  # and its network is gone
             prefix = f"mt{subnet.rsplit('.', 1)[1]}-"
             wait_for("the cluster's network namespaces to go", lambda: not namespaces(prefix), timeout=30)
+            bridge = subprocess.run(["ip", "link", "show", f"{prefix}br"], capture_output=True)
+            assert bridge.returncode != 0, bridge.stdout
 
 
 @pytest.mark.parametrize("cluster", ["loopback", "machines"], indirect=True)
