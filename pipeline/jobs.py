@@ -48,15 +48,17 @@ def fetch_shard(shard: list[dict], lane: str = "news", poll_id: str | None = Non
     batch_id = batches.poll_batch_id(poll_id) if poll_id else None
     repair_id = batches.repair_batch_id(poll_id) if poll_id else None
     if batch_id and batches.is_staged(lane_dir / batch_id):
-        todo = batches.failed_again_askable(lane_dir / batch_id)
+        kept = batches.staged_fetches(lane_dir / batch_id)
+        todo = batches.failed_feeds(kept, askable_at=datetime.now(UTC))
         if not todo or batches.is_staged(lane_dir / repair_id):
-            return {"batch": batch_id, "reused": True, **_staged_summary(lane_dir / batch_id)}
+            return {"batch": batch_id, "reused": True, **_staged_summary(kept)}
         requests, batch_id = [r for r in requests if r.source_id in todo], repair_id
     batch, polled = _poll(s, requests, batch_id)
     where = batches.stage(batch, lane_dir)
-    repaired = set()
+    repaired: set[int] = set()
     if batch_id and batch_id != repair_id:  # another attempt may have staged this poll first
-        repaired = batches.failed_again_askable(where) - batches.failed_feeds(batch)
+        theirs = batches.staged_fetches(where)
+        repaired = batches.failed_feeds(theirs, askable_at=datetime.now(UTC)) - batches.failed_feeds(batch.fetches)
         if repaired:
             batches.stage(batches.subset(batch, repaired, repair_id), lane_dir)
     summary = ingest.summarize([p.outcome for p in polled], [])
@@ -71,14 +73,8 @@ def _poll(s, requests: list[FeedRequest], batch_id: str | None):
                                           per_host=s.fetch_per_host), batch_id=batch_id)
 
 
-def _staged_summary(directory: Path) -> dict:
-    import duckdb
-
-    con = duckdb.connect()
-    try:
-        rows = con.execute(f"SELECT status, url, error FROM read_parquet('{directory / 'fetches.parquet'}')").fetchall()
-    finally:
-        con.close()
+def _staged_summary(fetches) -> dict:
+    rows = list(fetches[["status", "url", "error"]].itertuples(index=False, name=None))
     failed = [f"{u}: {e}" for st, u, e in rows if st in ("failed", "not_a_feed")]
     return {"feeds": len(rows), "ok": sum(st == "ok" for st, _, _ in rows),
             "not_modified": sum(st in ("not_modified", "unchanged") for st, _, _ in rows),

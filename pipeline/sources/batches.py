@@ -123,24 +123,27 @@ def repair_batch_id(poll_id: str) -> str:
 
 
 def is_staged(folder: Path) -> bool:
+    """A batch folder is complete once its mark is written (the mark is written last)."""
     return (folder / SUCCESS_MARK).exists()
 
 
-def failed_again_askable(folder: Path, now: datetime | None = None) -> set[int]:
-    """The feeds whose fetch failed in a staged batch and may be asked again now: not those
-    whose server said when to come back (Retry-After still running)."""
+def staged_fetches(folder: Path) -> pd.DataFrame:
+    """The fetch rows of a staged batch."""
     con = duckdb.connect()  # in memory, as staging is written
     try:
-        rows = con.execute(f"""SELECT DISTINCT source_id FROM read_parquet('{folder / "fetches.parquet"}')
-                               WHERE status = 'failed' AND (retry_after_utc IS NULL OR retry_after_utc <= ?)""",
-                           [now or datetime.now(UTC)]).fetchall()
+        return con.execute(f"SELECT * FROM read_parquet('{folder / 'fetches.parquet'}')").df()
     finally:
         con.close()
-    return {int(r[0]) for r in rows}
 
 
-def failed_feeds(batch: Batch) -> set[int]:
-    return set(batch.fetches.loc[batch.fetches["status"] == "failed", "source_id"].astype(int))
+def failed_feeds(fetches: pd.DataFrame, askable_at: datetime | None = None) -> set[int]:
+    """The feeds whose fetch failed; with ``askable_at``, only those that may be asked again
+    then (not those whose server said when to come back: Retry-After still running)."""
+    failed = fetches["status"] == "failed"
+    if askable_at is not None:
+        after = pd.to_datetime(fetches["retry_after_utc"], utc=True)
+        failed &= after.isna() | (after <= pd.Timestamp(askable_at))
+    return set(fetches.loc[failed, "source_id"].astype(int))
 
 
 def subset(batch: Batch, source_ids: set[int], batch_id: str) -> Batch:
@@ -192,7 +195,7 @@ def stage(batch: Batch, root: Path, *, items: bool = True) -> Path:
     parser processes: the rest is written into it."""
     target = root / batch.batch_id
     if target.exists():
-        if not (target / SUCCESS_MARK).exists():
+        if not is_staged(target):
             _write_batch(batch, target, items)
         return target
     root.mkdir(parents=True, exist_ok=True)
@@ -229,7 +232,7 @@ def write_parquet(frame: pd.DataFrame, path: Path) -> None:
 def staged_dirs(root: Path) -> list[Path]:
     if not root.exists():
         return []
-    return sorted((d for d in root.iterdir() if not d.name.startswith(".") and (d / SUCCESS_MARK).exists()),
+    return sorted((d for d in root.iterdir() if not d.name.startswith(".") and is_staged(d)),
                   key=lambda d: d.stat().st_mtime)
 
 
@@ -240,7 +243,7 @@ def drop_abandoned(root: Path, older_than: timedelta = ABANDONED_AFTER) -> list[
         return []
     cutoff = datetime.now(UTC).timestamp() - older_than.total_seconds()
     dropped = [d for d in root.iterdir()
-               if d.is_dir() and (d.name.startswith(".") or not (d / SUCCESS_MARK).exists())
+               if d.is_dir() and (d.name.startswith(".") or not is_staged(d))
                and d.stat().st_mtime < cutoff]
     for d in dropped:
         shutil.rmtree(d, ignore_errors=True)
