@@ -170,7 +170,7 @@ start() {  # start NAME ARGS...: one Airflow component in its own session; its P
 }
 
 worker() {  # worker QUEUE TAG: a Celery worker through the project's launcher (airflow.cfg, env)
-  local queue=$1 tag=${2:-$1}
+  local queue=$1 tag=${2:-$1} logs=(--skip-serve-logs)
   [ -f "$BASE/env.sh" ] || die "no cluster in $BASE (run: scripts/cluster.sh up)"
   ! alive "worker-$tag" || die "worker-$tag is already running"
   source "$BASE/env.sh"
@@ -178,21 +178,19 @@ worker() {  # worker QUEUE TAG: a Celery worker through the project's launcher (
   if [ "$MACHINES" = 1 ]; then
     [ ! -d "$BASE/machines/$tag" ] || die "machine $tag already exists: give the worker another tag"
     machine_up "$tag"
-    # A machine of its own: its address is its Airflow hostname, its logs stay on its own disk
-    # and its log server (8793, every interface of that host) serves them to the API server.
-    (export PYTHONPATH="$root/scripts" AIRFLOW__CORE__HOSTNAME_CALLABLE=cluster_hosts.name \
-       CLUSTER_WORKER_TAG=$tag CLUSTER_WORKER_ADDRESS="$(cat "$BASE/machines/$tag/address")" \
-       AIRFLOW__LOGGING__BASE_LOG_FOLDER="$BASE/machines/$tag/logs" NETNS="$(cat "$BASE/machines/$tag/netns")"
-     start "worker-$tag" celery worker --queues "$queue" --concurrency 1 --celery-hostname "$tag@%h")
-    return
+    logs=()
   fi
-  # Two workers on one machine need two Airflow hostnames (task_instance.hostname says who ran
-  # what): scripts/cluster_hosts.py appends the tag. The log server binds every interface on
-  # 8793, so on one machine it is off and the API server reads the logs from disk; on separate
-  # machines (--machines) each serves its own.
+  # Airflow's hostname says who ran what (task_instance.hostname): scripts/cluster_hosts.py
+  # gives two workers on one machine the machine's name and their tag, a worker on a machine of
+  # its own its address. A worker's log server binds every interface on 8793, so on one machine
+  # it is off and the API server reads the logs from disk; a machine of its own keeps its logs on
+  # its own disk and serves them to the API server.
   (export PYTHONPATH="$root/scripts" AIRFLOW__CORE__HOSTNAME_CALLABLE=cluster_hosts.name CLUSTER_WORKER_TAG=$tag
-   start "worker-$tag" celery worker --queues "$queue" --concurrency 1 \
-     --celery-hostname "$tag@%h" --skip-serve-logs)
+   if [ "$MACHINES" = 1 ]; then
+     export CLUSTER_WORKER_ADDRESS="$(cat "$BASE/machines/$tag/address")" NETNS="$(cat "$BASE/machines/$tag/netns")"
+     export AIRFLOW__LOGGING__BASE_LOG_FOLDER="$BASE/machines/$tag/logs"
+   fi
+   start "worker-$tag" celery worker --queues "$queue" --concurrency 1 --celery-hostname "$tag@%h" "${logs[@]}")
 }
 
 wait_until() {  # wait_until SECONDS WHAT COMMAND...

@@ -229,13 +229,16 @@ def placement_problems(rows: list[dict], fetch_queue: str = "default") -> list[s
     return problems
 
 
-def landing_problems(names: list[str]) -> list[str]:
-    """Each feed fetched once, each item stored once and sighted once."""
+def landing_problems(names: list[str], failed_allowed: int = 0) -> list[str]:
+    """Each feed fetched well once (besides at most ``failed_allowed`` failed fetches: an attempt
+    cut off from the network records its failure, and the retry its repair), each item stored
+    once and sighted once."""
     problems = []
     rows = duck("""
         SELECT s.name,
-               (SELECT count(*) FROM fetches f WHERE f.source_id = s.source_id),
+               (SELECT count(*) FROM fetches f WHERE f.source_id = s.source_id AND f.status <> 'failed'),
                (SELECT count(*) FROM fetches f WHERE f.source_id = s.source_id AND f.status = 'ok'),
+               (SELECT count(*) FROM fetches f WHERE f.source_id = s.source_id AND f.status = 'failed'),
                (SELECT count(*) FROM items i WHERE i.source_id = s.source_id),
                (SELECT count(*) FROM item_sightings g JOIN items i USING (item_id) WHERE i.source_id = s.source_id),
                (SELECT count(DISTINCT g.item_id) FROM item_sightings g JOIN items i USING (item_id)
@@ -243,9 +246,10 @@ def landing_problems(names: list[str]) -> list[str]:
         FROM sources s WHERE list_contains(?, s.name) ORDER BY s.name""", names)
     if len(rows) != len(names):
         problems.append(f"{len(rows)} of {len(names)} feeds are in the database")
-    for name, fetches, ok, items, sightings, sighted in rows:
-        if fetches != 1 or ok != 1:
-            problems.append(f"{name}: {fetches} fetch rows ({ok} ok), expected exactly 1")
+    for name, fetches, ok, failed, items, sightings, sighted in rows:
+        if fetches != 1 or ok != 1 or failed > failed_allowed:
+            problems.append(f"{name}: {fetches + failed} fetch rows ({ok} ok, {failed} failed), "
+                            f"expected 1 ok{f' and up to {failed_allowed} failed' if failed_allowed else ''}")
         if items == 0:
             problems.append(f"{name}: no items landed")
         if sightings != items or sighted != items:
