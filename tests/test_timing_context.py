@@ -6,11 +6,13 @@ import pytest
 from scipy import stats
 
 from pipeline.analysis.stories import StoryRule, StoryRulesError, load_story_rules, match_stories
-from pipeline.timing import simulate
+from pipeline.timing import counting, simulate
 from pipeline.timing.coincidence import coincidence_test
+from pipeline.timing.counting import TimeParts
 from pipeline.timing.displacement import displacement
-from pipeline.timing.nulls import DAY, Coverage, WeekdayHourShuffle
+from pipeline.timing.nulls import DAY, CircularShift, Coverage, Jitter, WeekdayHourShuffle
 from pipeline.timing.pressure import daily_pressure
+from pipeline.timing.screen import PoissonScreen
 from pipeline.timing.uncertainty import IntervalSampler, over_intervals, sample_within
 
 START_WEEK = 2440
@@ -35,10 +37,10 @@ def test_exact_times_are_not_drawn():
     assert len(np.unique(d[:, 1])) > 10
 
 
-def test_the_fast_sampler_draws_exactly_what_sample_within_draws():
-    """over_intervals draws the announcements with IntervalSampler (only the uncertain ones are
-    computed); a verdict must not depend on which of the two drew them. Random mixes of exact
-    and uncertain times, widths around the step, several steps and draws."""
+def test_the_sampler_sets_the_exact_times_apart_and_draws_the_others_as_sample_within_does():
+    """over_intervals counts the exact times as one part, sorted once, and draws only the
+    uncertain ones: the two parts together must be a draw of sample_within over all of them.
+    Random mixes of exact and uncertain times, widths around the step, several steps."""
     rng0 = np.random.default_rng(5)
     for trial in range(300):
         n = int(rng0.integers(0, 300))
@@ -47,11 +49,51 @@ def test_the_fast_sampler_draws_exactly_what_sample_within_draws():
         lo = best - width * rng0.random(n)
         hi = lo + width
         step = float(rng0.choice([1.0, 60.0, 300.0]))
-        mine, theirs = np.random.default_rng(trial), np.random.default_rng(trial)
         sampler = IntervalSampler(lo, hi, best, step)
-        assert sampler.varies == bool((hi - lo > step).any())
+        uncertain = hi - lo > step
+        assert sampler.varies == bool(uncertain.any())
+        assert np.array_equal(sampler.exact, np.sort(best[~uncertain])), trial
+        order = np.argsort(best[uncertain], kind="stable")  # the draw comes in order of best times
+        mine, theirs = np.random.default_rng(trial), np.random.default_rng(trial)
         for _ in range(3):
-            assert np.array_equal(sampler.draw(mine), sample_within(lo, hi, best, theirs, 1, step)[0]), trial
+            drawn = sampler.draw(mine)
+            expected = sample_within(lo[uncertain][order], hi[uncertain][order], best[uncertain][order],
+                                     theirs, 1, step)[0]
+            assert np.array_equal(drawn, expected), trial
+            assert ((drawn >= lo[uncertain][order]) & (drawn <= hi[uncertain][order])).all()
+
+
+@pytest.mark.parametrize("null", [WeekdayHourShuffle(), Jitter(3 * 3600), CircularShift(), CircularShift("day"),
+                                  PoissonScreen()], ids=lambda n: f"{n.name}-{getattr(n, 'shift_unit', '')}")
+@pytest.mark.parametrize("max_cells", [counting.MAX_TABLE_CELLS, 10])  # tables, then search
+def test_counting_the_exact_and_the_drawn_times_as_parts_equals_counting_their_union(null, max_cells, monkeypatch):
+    """Each draw is tested on two sorted parts (the exact times, the drawn ones) whose counts
+    add up; the result must be the one the union gives, through every null, with count tables
+    and without, and with announcements on the coverage's edges (the circle's seam)."""
+    monkeypatch.setattr(counting, "MAX_TABLE_CELLS", max_cells)
+    rng = np.random.default_rng(17)
+    weeks = 3
+    cov = Coverage(*simulate.coverage_of(START_WEEK, weeks))
+    best = np.concatenate([simulate.announcements(rng, START_WEEK, weeks, 80),
+                           [cov.start, cov.start + 30, cov.end - 60, cov.end - 1]])
+    wide = rng.random(best.size) < 0.5
+    lo, hi = best - 5400 * wide * rng.random(best.size), best + 5400 * wide * rng.random(best.size)
+    rel = np.array([cov.start + 600, cov.start + 3.5 * DAY, cov.start + 10.2 * DAY, cov.end - 900])
+    seen = []
+
+    def test(r, a, s):
+        assert isinstance(a, TimeParts) and len(a.parts) == 2
+        whole = coincidence_test(r, np.concatenate(a.parts), window_s=3600, null=null, coverage=cov,
+                                 n_surrogates=99, seed=s)
+        parts = coincidence_test(r, a, window_s=3600, null=null, coverage=cov, n_surrogates=99, seed=s)
+        for field in ("counts", "pvalues", "null_distribution", "null_counts_mean"):
+            np.testing.assert_array_equal(getattr(parts, field), getattr(whole, field), err_msg=field)
+        assert parts.pvalue == whole.pvalue or (np.isnan(parts.pvalue) and np.isnan(whole.pvalue))
+        seen.append(whole.counts)
+        return parts
+
+    over_intervals(test, (rel, rel, rel), (lo, hi, best), draws=8, seed=4, step=60.0)
+    assert len(seen) == 8 and len({tuple(c) for c in seen}) > 1  # the draws moved the counts
 
 
 def test_announcements_in_any_order_give_the_same_pvalue_range_as_in_time_order():

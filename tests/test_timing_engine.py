@@ -46,7 +46,7 @@ def test_counts_and_pvalues_match_brute_force(null, seed):
         period = null.period_steps(cov, STEP) * STEP
         times = Announcements.of(ann[(ann >= cov.start) & (ann < cov.start + period)],
                                  period=period, start=cov.start)
-    unrolled = times.unrolled(w + STEP)
+    unrolled = np.concatenate(times.unrolled(w + STEP))
     observed = brute_counts(unrolled, rel[None, :], w)[0]
     null_counts = brute_counts(unrolled, rel[None, :] + draws.steps * STEP, w)
     null_counts[:, ~draws.testable] = 0

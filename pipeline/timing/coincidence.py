@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats
 
-from .counting import Announcements, PositionCounter
+from .counting import Announcements, PositionCounter, TimeParts
 from .nulls import CircularShift, Coverage, Model, Null
 from .screen import PoissonScreen
 
@@ -44,13 +44,14 @@ def _as_steps(window_s: float, step: float) -> int:
     return int(round(w))
 
 
-def _prepare(announcements: ArrayLike, coverage: Coverage, null: Model, step: float) -> Announcements:
-    times = np.asarray(announcements, dtype=np.float64)
+def _prepare(announcements: ArrayLike | TimeParts, coverage: Coverage, null: Model, step: float) -> Announcements:
+    given = announcements.parts if isinstance(announcements, TimeParts) else (announcements,)
+    parts = [np.asarray(p, dtype=np.float64) for p in given]
     if isinstance(null, CircularShift):
         period = null.period_steps(coverage, step) * step
-        keep = (times >= coverage.start) & (times < coverage.start + period)
-        return Announcements.of(times[keep], period=period, start=coverage.start)
-    return Announcements.of(times)
+        kept = [t[(t >= coverage.start) & (t < coverage.start + period)] for t in parts]
+        return Announcements.of(*kept, period=period, start=coverage.start)
+    return Announcements.of(*parts)
 
 
 def _draw_chunks(null: Null, rel: np.ndarray, coverage: Coverage, window_s: float, step: float,
@@ -125,7 +126,7 @@ class CoincidenceResult:
 
 def coincidence_test(
     releases: ArrayLike,
-    announcements: ArrayLike,
+    announcements: ArrayLike | TimeParts,
     *,
     window_s: float,
     null: Model,
@@ -236,7 +237,7 @@ class CorrelogramResult:
 
 def correlogram_test(
     releases: ArrayLike,
-    announcements: ArrayLike,
+    announcements: ArrayLike | TimeParts,
     *,
     bin_s: float,
     max_lag_s: float,

@@ -24,32 +24,59 @@ MAX_TABLE_CELLS = 4_000_000
 
 
 @dataclass(frozen=True)
+class TimeParts:
+    """A set of announcement times given as parts: the exact times, the same in every draw of
+    the uncertain ones, and one such draw. Every count is a sum over the parts, so the exact
+    part is never merged with (or re-sorted beside) what each draw moves."""
+
+    parts: tuple[np.ndarray, ...]
+
+
+@dataclass(frozen=True)
 class Announcements:
-    """Sorted announcement times (epoch seconds) on a line, or on a circle of length ``period``.
+    """Sorted announcement times (epoch seconds) on a line, or on a circle of length ``period``,
+    as one or more sorted parts whose union is the set (see ``TimeParts``).
 
     On a circle (the circular-shift null) a time t and t + period are the same instant; counts
     near the seam then include announcements from the other end.
     """
 
-    times: np.ndarray
+    parts: tuple[np.ndarray, ...]
     period: float | None = None
     start: float = 0.0
 
     @classmethod
-    def of(cls, times: ArrayLike, *, period: float | None = None, start: float = 0.0) -> Announcements:
-        arr = np.sort(np.asarray(times, dtype=np.float64))
-        if arr.size and not np.isfinite(arr).all():
-            raise ValueError("announcement times must be finite")
-        return cls(arr, period, start)
+    def of(cls, *parts: ArrayLike, period: float | None = None, start: float = 0.0) -> Announcements:
+        ready = []
+        for part in parts or (np.empty(0),):
+            arr = np.asarray(part, dtype=np.float64)
+            if arr.size and not np.isfinite(arr).all():
+                raise ValueError("announcement times must be finite")
+            # Times from the store, and the exact part of every draw, come sorted: checking
+            # costs a fraction of sorting again.
+            ready.append(arr if (arr[1:] >= arr[:-1]).all() else np.sort(arr))
+        return cls(tuple(ready), period, start)
 
-    def unrolled(self, reach: float) -> np.ndarray:
-        """The times, with copies one period either side when on a circle (for windows ≤ reach)."""
+    @property
+    def times(self) -> np.ndarray:
+        """The whole set, sorted."""
+        return self.parts[0] if len(self.parts) == 1 else np.sort(np.concatenate(self.parts))
+
+    def unrolled(self, reach: float) -> tuple[np.ndarray, ...]:
+        """Each part, with copies one period either side when on a circle (for windows ≤ reach)."""
         if self.period is None:
-            return self.times
-        t = self.times
-        before = t[t >= self.start + self.period - reach] - self.period
-        after = t[t < self.start + reach] + self.period
-        return np.concatenate([before, t, after])
+            return self.parts
+        return tuple(np.concatenate([t[t >= self.start + self.period - reach] - self.period, t,
+                                     t[t < self.start + reach] + self.period]) for t in self.parts)
+
+
+def count_before(parts: tuple[np.ndarray, ...], positions: np.ndarray,
+                 side: Literal["left", "right"]) -> np.ndarray:
+    """#times < position (left) or <= it (right), summed over the sorted parts."""
+    total = np.searchsorted(parts[0], positions, side=side)
+    for part in parts[1:]:
+        total += np.searchsorted(part, positions, side=side)
+    return total
 
 
 @dataclass(frozen=True)
@@ -78,27 +105,31 @@ class Reach:
 class ReleaseTable:
     """Cumulative announcement counts at every grid point a release can reach, ± a margin."""
 
-    def __init__(self, times: np.ndarray, origin: float, step: float, reach: Reach, margin: int):
+    def __init__(self, parts: tuple[np.ndarray, ...], origin: float, step: float, reach: Reach, margin: int):
         self.reach = reach
         self.margin = margin
         self.width = reach.b - reach.a + 1 + 2 * margin
         ks = np.arange(reach.k_lo, reach.k_hi + 1)
         js = np.arange(reach.a - margin, reach.b + margin + 1)
         grid = origin + step * (ks[:, None] * reach.period + js[None, :]).ravel().astype(np.float64)
-        self._times = times
+        self._parts = parts
         self._grid = grid
-        self.lt = np.searchsorted(times, grid, side="left").astype(np.int32)
+        self.lt = count_before(parts, grid, "left").astype(np.int32)
         self._le: np.ndarray | None = None
 
     @property
     def le(self) -> np.ndarray:
         if self._le is None:  # only windows closed on the right need it
+            if len(self._parts) > 1:
+                self._le = count_before(self._parts, self._grid, "right").astype(np.int32)
+                return self._le
             # "<=" differs from "<" only where an announcement sits exactly on a grid point.
+            times = self._parts[0]
             le = self.lt.copy()
-            n = len(self._times)
+            n = len(times)
             if n:
-                on = self._times[np.minimum(self.lt, n - 1)] == self._grid
-                le[on] = np.searchsorted(self._times, self._grid[on], side="right")
+                on = times[np.minimum(self.lt, n - 1)] == self._grid
+                le[on] = np.searchsorted(times, self._grid[on], side="right")
             self._le = le
         return self._le
 
@@ -113,8 +144,8 @@ class ReleaseTable:
 class ReleaseCounter:
     """Counts for one release at positions ``base + steps * step``."""
 
-    def __init__(self, times: np.ndarray, base: float, step: float, table: ReleaseTable | None):
-        self.times = times
+    def __init__(self, parts: tuple[np.ndarray, ...], base: float, step: float, table: ReleaseTable | None):
+        self.parts = parts
         self.base = base
         self.step = step
         self.table = table
@@ -126,7 +157,7 @@ class ReleaseCounter:
         """
         if self.table is None:
             pos = self.base + np.add(steps, offset, dtype=np.float64) * self.step
-            return np.searchsorted(self.times, pos, side=side)
+            return count_before(self.parts, pos, side)
         idx = self.table.index(steps, offset)
         return (self.table.lt if side == "left" else self.table.le)[idx]
 
@@ -146,7 +177,7 @@ class PositionCounter:
                  reaches: list[Reach]):
         self.step = float(step)
         self.bases = np.asarray(bases, dtype=np.float64)
-        self.times = ann.unrolled((margin + 1) * self.step)
+        self.parts = ann.unrolled((margin + 1) * self.step)
         self.margin = margin
         self.reaches = reaches
         self._shared: dict[tuple[float, ...], ReleaseTable] = {}
@@ -162,7 +193,7 @@ class PositionCounter:
         base = self.bases[i]
         reach = self.reaches[i]
         if reach.cells + (reach.k_hi - reach.k_lo + 1) * 2 * self.margin > MAX_TABLE_CELLS:
-            return ReleaseCounter(self.times, base, self.step, None)
+            return ReleaseCounter(self.parts, base, self.step, None)
         # Releases whose grids coincide (same phase, same absolute cells) share one table.
         phase = float(np.mod(base, self.step))
         anchor = int(round((base - phase) / self.step))
@@ -170,11 +201,11 @@ class PositionCounter:
                reach.period, reach.k_hi - reach.k_lo)
         table = self._shared.get(key)
         if table is None:
-            table = ReleaseTable(self.times, base, self.step, reach, self.margin)
+            table = ReleaseTable(self.parts, base, self.step, reach, self.margin)
             self._shared[key] = table
         elif table.reach != reach:
             table = _rebased(table, reach)
-        return ReleaseCounter(self.times, base, self.step, table)
+        return ReleaseCounter(self.parts, base, self.step, table)
 
     # Whole-matrix conveniences (the last axis is the release), used by tests and small jobs.
     def window(self, steps: np.ndarray, w: int) -> np.ndarray:
