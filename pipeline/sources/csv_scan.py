@@ -113,14 +113,17 @@ class _Mismatch(Exception):
     """DuckDB's records and the file's lines do not add up: the reference reader decides."""
 
 
-def _scan_duckdb(con, path: Path, header: list[str], table: str, gzip: bool, scan: Scan) -> None:
+def _scan_duckdb(con, path: Path, header: list[str], table: str, gzip: bool, scan: Scan,
+                 keep: list[str]) -> None:
     """Into {table}_raw (DuckDB's records in file order) and {table}_lines (their lines), joined
     by position in the view {table}; recovered records go to {table}_recovered."""
     rejects = f"mt_rejects_{uuid.uuid4().hex[:8]}"
     raw = f"{table}_raw"
     try:
-        con.execute(f"CREATE TEMP TABLE {raw} AS SELECT *, {_newlines(header)} AS _nl "
-                    f"FROM {_read_csv(path, header, rejects, gzip=gzip)}")
+        # Every field is read and its newlines counted (they place the lines); only the kept
+        # columns are stored.
+        con.execute(f"CREATE TEMP TABLE {raw} AS SELECT {', '.join(_q(h) for h in keep)}, "
+                    f"{_newlines(header)} AS _nl FROM {_read_csv(path, header, rejects, gzip=gzip)}")
     except duckdb.Error as exc:
         if "gzip" in str(exc).lower() or "compress" in str(exc).lower():
             raise CsvFileError(f"{path}: not a complete gzip file ({str(exc).splitlines()[0]})") from None
@@ -152,8 +155,8 @@ def _scan_duckdb(con, path: Path, header: list[str], table: str, gzip: bool, sca
         if tail - 1 != last_line and (n or bad):
             raise _Mismatch(f"records end on line {tail - 1}, the file's text on line {last_line}")
         scan.rows += n
-        recovered = _recover_rejects(con, table, header, bad, starts, scan)
-        cols = ", ".join(f"coalesce(r.{_q(h)}, '') AS {_q(h)}" for h in header)  # empty is text, not NULL
+        recovered = _recover_rejects(con, table, header, bad, starts, scan, keep)
+        cols = ", ".join(f"coalesce(r.{_q(h)}, '') AS {_q(h)}" for h in keep)  # empty is text, not NULL
         if simple:
             select = f"SELECT {cols}, r.rowid + 2 AS _line FROM {raw} r"
         else:
@@ -245,12 +248,13 @@ def _place_lines(con, raw: str, lines_table: str, n: int, starts: list[int], tex
     return placer.end()
 
 
-def _recover_rejects(con, table, header, bad, starts, scan: Scan) -> int:
+def _recover_rejects(con, table, header, bad, starts, scan: Scan, keep: list[str]) -> int:
     rows = []
+    kept = [header.index(h) for h in keep]
     for (_, kind, text, message), line in zip(bad, starts):
         fields = _pad(text or "", len(header)) if kind == "MISSING COLUMNS" else None
         if fields is not None:
-            rows.append(fields + [line])
+            rows.append([fields[i] for i in kept] + [line])
         elif kind == "TOO MANY COLUMNS":
             n = len(next(csv.reader((text or "").splitlines(keepends=True)), []))
             scan.rejected.append((line, f"{n} fields where the header has {len(header)}"))
@@ -259,26 +263,27 @@ def _recover_rejects(con, table, header, bad, starts, scan: Scan) -> int:
             scan.rejected.append((line, TOO_LONG if kind == "LINE SIZE OVER MAXIMUM" else NOT_UTF8))
         else:
             scan.rejected.append((line, f"malformed CSV: {(message or kind).splitlines()[0]}"))
-    cols = ", ".join(f"{_q(h)} VARCHAR" for h in header)
+    cols = ", ".join(f"{_q(h)} VARCHAR" for h in keep)
     con.execute(f"CREATE OR REPLACE TEMP TABLE {table}_recovered ({cols}, _line BIGINT)")
     if rows:
-        con.register("mt_recovered", pd.DataFrame(rows, columns=[*header, "_line"]))
+        con.register("mt_recovered", pd.DataFrame(rows, columns=[*keep, "_line"]))
         con.execute(f"INSERT INTO {table}_recovered SELECT * FROM mt_recovered")
         con.unregister("mt_recovered")
         scan.rows += len(rows)
     return len(rows)
 
 
-def _scan_reference(con, path: Path, header: list[str], table: str, scan: Scan) -> None:
-    cols = ", ".join(f"{_q(h)} VARCHAR" for h in header)
+def _scan_reference(con, path: Path, header: list[str], table: str, scan: Scan, keep: list[str]) -> None:
+    cols = ", ".join(f"{_q(h)} VARCHAR" for h in keep)
     drop(con, table)
     con.execute(f"CREATE TEMP TABLE {table} ({cols}, _line BIGINT)")
     scan.rows, scan.rejected, scan.method, scan.spans = 0, [], "reference", {}
     rows: list[list] = []
+    kept = [header.index(h) for h in keep]
 
     def flush():
         if rows:
-            con.register("mt_chunk", pd.DataFrame(rows, columns=[*header, "_line"]))
+            con.register("mt_chunk", pd.DataFrame(rows, columns=[*keep, "_line"]))
             con.execute(f"INSERT INTO {table} SELECT * FROM mt_chunk")
             con.unregister("mt_chunk")
             scan.rows += len(rows)
@@ -288,7 +293,7 @@ def _scan_reference(con, path: Path, header: list[str], table: str, scan: Scan) 
             scan.rejected.append((r.line, r.error))
             scan.spans[r.line] = r.span
             continue
-        rows.append(r.fields + [r.line])
+        rows.append([r.fields[i] for i in kept] + [r.line])
         if len(rows) >= REFERENCE_CHUNK:
             flush()
     flush()
@@ -304,14 +309,17 @@ def drop(con: duckdb.DuckDBPyConnection, table: str) -> None:
         con.execute(f"DROP TABLE IF EXISTS {t}")
 
 
-def scan_csv(con: duckdb.DuckDBPyConnection, path: Path, header: list[str], table: str) -> Scan:
+def scan_csv(con: duckdb.DuckDBPyConnection, path: Path, header: list[str], table: str,
+             keep: list[str] | None = None) -> Scan:
     """Every record of ``path`` after its header, readable as the relation ``table``: the
-    header's columns as text and ``_line``. ``drop(con, table)`` removes it."""
+    header's columns as text (only those in ``keep``, if given; every record is still read and
+    checked whole) and ``_line``. ``drop(con, table)`` removes it."""
     drop(con, table)
     scan = Scan(table, 0)
+    keep = list(header) if keep is None else [h for h in header if h in keep]
     try:
-        _scan_duckdb(con, path, header, table, is_gzip(path), scan)
+        _scan_duckdb(con, path, header, table, is_gzip(path), scan, keep)
     except _Mismatch:
-        _scan_reference(con, path, header, table, scan)
+        _scan_reference(con, path, header, table, scan, keep)
     scan.rejected.sort()
     return scan
