@@ -7,13 +7,13 @@ from scipy import stats
 
 from pipeline.analysis.stories import StoryRule, StoryRulesError, load_story_rules, match_stories
 from pipeline.timing import counting, simulate
-from pipeline.timing.coincidence import coincidence_test
+from pipeline.timing.coincidence import coincidence_test, counted_stretches
 from pipeline.timing.counting import TimeParts
 from pipeline.timing.displacement import displacement
-from pipeline.timing.nulls import DAY, CircularShift, Coverage, Jitter, WeekdayHourShuffle
+from pipeline.timing.nulls import DAY, CircularShift, Coverage, Jitter, Null, WeekdayHourShuffle
 from pipeline.timing.pressure import daily_pressure
 from pipeline.timing.screen import PoissonScreen
-from pipeline.timing.uncertainty import IntervalSampler, over_intervals, sample_within
+from pipeline.timing.uncertainty import IntervalSampler, over_intervals, overlapping, sample_within
 
 START_WEEK = 2440
 
@@ -78,7 +78,10 @@ def test_counting_the_exact_and_the_drawn_times_as_parts_equals_counting_their_u
                            [cov.start, cov.start + 30, cov.end - 60, cov.end - 1]])
     wide = rng.random(best.size) < 0.5
     lo, hi = best - 5400 * wide * rng.random(best.size), best + 5400 * wide * rng.random(best.size)
-    rel = np.array([cov.start + 600, cov.start + 3.5 * DAY, cov.start + 10.2 * DAY, cov.end - 900])
+    # One off the minute grid (its tables have another phase), one a week after another (same
+    # grid cells, another release).
+    rel = np.array([cov.start + 600, cov.start + 3.5 * DAY, cov.start + 10.2 * DAY, cov.start + 10.2 * DAY + 30.5,
+                    cov.start + 17.2 * DAY, cov.end - 900])
     seen = []
 
     def test(r, a, s):
@@ -207,3 +210,58 @@ def test_story_rules_match_at_word_starts(tmp_path):
     f.write_text("stories:\n  empty: {}\n")
     with pytest.raises(StoryRulesError, match="needs a non-empty .any. list"):
         load_story_rules(f)
+
+
+@pytest.mark.parametrize("null", [WeekdayHourShuffle(), Jitter(3 * 3600), PoissonScreen(), CircularShift()],
+                         ids=lambda n: n.name)
+@pytest.mark.parametrize("seed", [1, 2])
+def test_an_uncertain_announcement_outside_every_counted_stretch_counts_the_same_anywhere(null, seed):
+    """over_intervals draws only the uncertain announcements whose intervals reach a stretch the
+    test counts in (counted_stretches); the others stay at their best time. Drawing them too
+    must change no count and no p-value: same draws of the rest, with and without them."""
+    rng = np.random.default_rng(seed)
+    weeks = 5
+    cov = Coverage(*simulate.coverage_of(START_WEEK, weeks))
+    # Dense, with short intervals too: many straddle the edge of some counted window.
+    best = simulate.announcements(rng, START_WEEK, weeks, 2000)
+    width = np.where(rng.random(best.size) < 0.6, rng.choice([300.0, 900.0, 1800.0, 4 * 3600.0], best.size), 0.0)
+    lo = best - width * rng.random(best.size)
+    hi = lo + width
+    rel = np.array([cov.start + 900, cov.start + 8.4 * DAY, cov.start + 20.7 * DAY, cov.end - 1200])
+    window_s = 3600.0
+    live = overlapping(lo, hi, *counted_stretches(rel, window_s=window_s, null=null, coverage=cov))
+    uncertain = hi - lo > 60
+    pinned = uncertain & ~live
+    if isinstance(null, CircularShift):
+        assert not pinned.any()  # across the seam every time counts
+    else:
+        assert pinned.sum() > 20 and (uncertain & live).sum() > 5  # neither side is empty
+    # Every window the test can count in lies inside the stretches: the observed positions and
+    # every position the null's reach allows.
+    starts, ends = counted_stretches(rel, window_s=window_s, null=null, coverage=cov)
+    positions = [rel]
+    if isinstance(null, Null):
+        reach = null.draw(rel, cov, window_s, 60.0, np.random.default_rng(0), 1).reach
+        for base, r in zip(rel, reach):
+            steps = (np.arange(r.k_lo, r.k_hi + 1)[:, None] * r.period + np.arange(r.a, r.b + 1)[None, :]).ravel()
+            positions.append(base + steps * 60.0)
+    p = np.concatenate(positions)
+    assert ((p[:, None] - window_s >= starts) & (p[:, None] + window_s <= ends)).any(axis=1).all()
+    for d in range(5):
+        anywhere = sample_within(lo, hi, best, rng, 1, 60.0)[0]
+        kept = np.where(pinned, best, anywhere)
+        a = coincidence_test(rel, anywhere, window_s=window_s, null=null, coverage=cov, n_surrogates=199, seed=d)
+        b = coincidence_test(rel, kept, window_s=window_s, null=null, coverage=cov, n_surrogates=199, seed=d)
+        for field in ("counts", "pvalues", "null_distribution"):
+            np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
+
+
+def test_overlapping_agrees_with_checking_every_pair():
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        lo = rng.integers(0, 100, 30).astype(float)
+        hi = lo + rng.integers(0, 10, 30)
+        s = rng.integers(0, 100, int(rng.integers(0, 6))).astype(float)
+        e = s + rng.integers(0, 20, s.size)
+        brute = ((lo[:, None] <= e[None, :]) & (hi[:, None] >= s[None, :])).any(axis=1)
+        assert np.array_equal(overlapping(lo, hi, s, e), brute)

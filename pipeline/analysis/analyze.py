@@ -42,6 +42,7 @@ from pipeline.timing.coincidence import (
     benjamini_hochberg,
     coincidence_test,
     correlogram_test,
+    counted_stretches,
 )
 from pipeline.timing.displacement import DisplacementResult, displacement
 from pipeline.timing.gaps import gap_range, order_of
@@ -74,8 +75,11 @@ def _test_stream(claim: Claim, releases: list[Event], stream: Stream, surrogates
         return coincidence_test(r, a, window_s=window_s, null=null, coverage=stream.coverage,
                                 n_surrogates=surrogates, seed=s)
 
+    def counted(r):
+        return counted_stretches(r, window_s=window_s, null=null, coverage=stream.coverage)
+
     summary = over_intervals(test, rel, (stream.lo, stream.hi, stream.best),
-                             draws=claim.uncertainty_draws, seed=seed, step=DEFAULT_STEP)
+                             draws=claim.uncertainty_draws, seed=seed, step=DEFAULT_STEP, counted=counted)
     # One run at the best estimates, for what does not vary (testability, candidate weeks).
     mids = np.where(is_uncertain(rel[0], rel[1], DEFAULT_STEP), (rel[0] + rel[1]) / 2, rel[2])
     probe = test(mids, stream.best, seed)

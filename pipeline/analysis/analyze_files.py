@@ -14,7 +14,7 @@ from pipeline.sources.csv_scan import drop as drop_scan
 from pipeline.sources.csv_scan import scan_csv
 from pipeline.sources.csvfile import CsvFileError, read_header
 from pipeline.timestamps import iso_z, resolve
-from pipeline.timing.coincidence import DEFAULT_STEP, coincidence_test
+from pipeline.timing.coincidence import DEFAULT_STEP, coincidence_test, counted_stretches
 from pipeline.timing.nulls import Coverage
 from pipeline.timing.registry import make_null
 from pipeline.timing.uncertainty import over_intervals
@@ -131,7 +131,10 @@ def analyze_files(releases: Path | str, announcements: Path | str, *, window_min
         return coincidence_test(r, a, window_s=window_s, null=model, coverage=cov,
                                 n_surrogates=surrogates, seed=s)
 
-    summary = over_intervals(test, rel, ann, draws=draws, seed=seed, step=DEFAULT_STEP)
+    def counted(r):
+        return counted_stretches(r, window_s=window_s, null=model, coverage=cov)
+
+    summary = over_intervals(test, rel, ann, draws=draws, seed=seed, step=DEFAULT_STEP, counted=counted)
     records = []
     for i in range(len(rel[2])):
         pmin, pmed, pmax = summary.pvalue_range(i)

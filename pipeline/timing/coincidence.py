@@ -46,12 +46,13 @@ def _as_steps(window_s: float, step: float) -> int:
 
 def _prepare(announcements: ArrayLike | TimeParts, coverage: Coverage, null: Model, step: float) -> Announcements:
     given = announcements.parts if isinstance(announcements, TimeParts) else (announcements,)
+    tables = announcements.first_tables if isinstance(announcements, TimeParts) else None
     parts = [np.asarray(p, dtype=np.float64) for p in given]
     if isinstance(null, CircularShift):
         period = null.period_steps(coverage, step) * step
         kept = [t[(t >= coverage.start) & (t < coverage.start + period)] for t in parts]
-        return Announcements.of(*kept, period=period, start=coverage.start)
-    return Announcements.of(*parts)
+        return Announcements.of(*kept, period=period, start=coverage.start, first_tables=tables)
+    return Announcements.of(*parts, first_tables=tables)
 
 
 def _draw_chunks(null: Null, rel: np.ndarray, coverage: Coverage, window_s: float, step: float,
@@ -182,6 +183,29 @@ def coincidence_test(
         parameters={**null.parameters(), "window_minutes": window_s / 60, "step_s": step,
                     "coverage": [coverage.start, coverage.end]},
     )
+
+
+def counted_stretches(releases: ArrayLike, *, window_s: float, null: Model, coverage: Coverage,
+                      step: float = DEFAULT_STEP) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, ends), in seconds: every stretch of time in which ``coincidence_test`` of these
+    (exact) release times can count an announcement, at the observed positions or at any
+    surrogate one. An announcement outside all of them is counted nowhere, wherever it lies, so
+    an uncertain one whose whole interval is outside them need not be drawn.
+
+    Under the circular shift an announcement is also seen a period away (the seam), so there
+    every time counts (one stretch over the whole line)."""
+    rel = np.asarray(releases, dtype=np.float64)
+    if isinstance(null, CircularShift) or not isinstance(null, (Null, PoissonScreen)):
+        return np.array([-np.inf]), np.array([np.inf])
+    if isinstance(null, PoissonScreen) or not rel.size:  # windows at the releases only
+        return rel - window_s, rel + window_s
+    reach = null.draw(rel, coverage, window_s, step, np.random.default_rng(0), 1).reach
+    starts, ends = [], []
+    for base, r in zip(rel, reach):
+        k = np.arange(r.k_lo, r.k_hi + 1) * r.period
+        starts.append(base + (k + r.a) * step - window_s)
+        ends.append(base + (k + r.b) * step + window_s)
+    return np.concatenate(starts + [rel - window_s]), np.concatenate(ends + [rel + window_s])
 
 
 def _screen_test(rel: np.ndarray, ann: Announcements, window_s: float, coverage: Coverage,

@@ -13,7 +13,7 @@ identical counts; the tests check them against brute force.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -30,6 +30,10 @@ class TimeParts:
     part is never merged with (or re-sorted beside) what each draw moves."""
 
     parts: tuple[np.ndarray, ...]
+    # The first part's counts at each count table's grid, shared by every draw of one run. With
+    # exact releases the grids are the same in every draw and only the drawn part is searched;
+    # the first part is then taken as sorted and finite (checked once, where it was made).
+    first_tables: dict[tuple[float, ...], dict[str, np.ndarray]] | None = None
 
 
 @dataclass(frozen=True)
@@ -44,18 +48,23 @@ class Announcements:
     parts: tuple[np.ndarray, ...]
     period: float | None = None
     start: float = 0.0
+    first_tables: dict[tuple[float, ...], dict[str, np.ndarray]] | None = field(default=None, compare=False)
 
     @classmethod
-    def of(cls, *parts: ArrayLike, period: float | None = None, start: float = 0.0) -> Announcements:
+    def of(cls, *parts: ArrayLike, period: float | None = None, start: float = 0.0,
+           first_tables: dict[tuple[float, ...], dict[str, np.ndarray]] | None = None) -> Announcements:
         ready = []
-        for part in parts or (np.empty(0),):
+        for i, part in enumerate(parts or (np.empty(0),)):
             arr = np.asarray(part, dtype=np.float64)
+            if i == 0 and first_tables is not None:  # checked where it was made (TimeParts)
+                ready.append(arr)
+                continue
             if arr.size and not np.isfinite(arr).all():
                 raise ValueError("announcement times must be finite")
             # Times from the store, and the exact part of every draw, come sorted: checking
             # costs a fraction of sorting again.
             ready.append(arr if (arr[1:] >= arr[:-1]).all() else np.sort(arr))
-        return cls(tuple(ready), period, start)
+        return cls(tuple(ready), period, start, first_tables)
 
     @property
     def times(self) -> np.ndarray:
@@ -73,8 +82,8 @@ class Announcements:
 def count_before(parts: tuple[np.ndarray, ...], positions: np.ndarray,
                  side: Literal["left", "right"]) -> np.ndarray:
     """#times < position (left) or <= it (right), summed over the sorted parts."""
-    total = np.searchsorted(parts[0], positions, side=side)
-    for part in parts[1:]:
+    total = np.zeros(np.shape(positions), dtype=np.int64)
+    for part in parts:
         total += np.searchsorted(part, positions, side=side)
     return total
 
@@ -105,7 +114,8 @@ class Reach:
 class ReleaseTable:
     """Cumulative announcement counts at every grid point a release can reach, ± a margin."""
 
-    def __init__(self, parts: tuple[np.ndarray, ...], origin: float, step: float, reach: Reach, margin: int):
+    def __init__(self, parts: tuple[np.ndarray, ...], origin: float, step: float, reach: Reach, margin: int,
+                 first: dict[str, np.ndarray] | None = None):
         self.reach = reach
         self.margin = margin
         self.width = reach.b - reach.a + 1 + 2 * margin
@@ -114,14 +124,23 @@ class ReleaseTable:
         grid = origin + step * (ks[:, None] * reach.period + js[None, :]).ravel().astype(np.float64)
         self._parts = parts
         self._grid = grid
-        self.lt = count_before(parts, grid, "left").astype(np.int32)
+        self._first = first  # the first part's counts at this grid, kept across draws
+        self.lt = self._count("left")
         self._le: np.ndarray | None = None
+
+    def _count(self, side: Literal["left", "right"]) -> np.ndarray:
+        if self._first is None:
+            return count_before(self._parts, self._grid, side).astype(np.int32)
+        first = self._first.get(side)
+        if first is None:
+            first = self._first[side] = np.searchsorted(self._parts[0], self._grid, side=side)
+        return (first + count_before(self._parts[1:], self._grid, side)).astype(np.int32)
 
     @property
     def le(self) -> np.ndarray:
         if self._le is None:  # only windows closed on the right need it
             if len(self._parts) > 1:
-                self._le = count_before(self._parts, self._grid, "right").astype(np.int32)
+                self._le = self._count("right")
                 return self._le
             # "<=" differs from "<" only where an announcement sits exactly on a grid point.
             times = self._parts[0]
@@ -179,6 +198,8 @@ class PositionCounter:
         self.bases = np.asarray(bases, dtype=np.float64)
         self.parts = ann.unrolled((margin + 1) * self.step)
         self.margin = margin
+        self.first_tables = ann.first_tables
+        self.grid_of = (float(margin), self.step, float("nan") if ann.period is None else ann.period, ann.start)
         self.reaches = reaches
         self._shared: dict[tuple[float, ...], ReleaseTable] = {}
         self._counters: dict[int, ReleaseCounter] = {}
@@ -201,7 +222,8 @@ class PositionCounter:
                reach.period, reach.k_hi - reach.k_lo)
         table = self._shared.get(key)
         if table is None:
-            table = ReleaseTable(self.parts, base, self.step, reach, self.margin)
+            first = None if self.first_tables is None else self.first_tables.setdefault(self.grid_of + key, {})
+            table = ReleaseTable(self.parts, base, self.step, reach, self.margin, first)
             self._shared[key] = table
         elif table.reach != reach:
             table = _rebased(table, reach)

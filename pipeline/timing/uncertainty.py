@@ -60,14 +60,24 @@ class IntervalSampler:
     time a shuffled array takes. The order changes nothing but which random number each draw
     gives which time."""
 
-    def __init__(self, lo: ArrayLike, hi: ArrayLike, best: ArrayLike, step: float):
+    def __init__(self, lo: ArrayLike, hi: ArrayLike, best: ArrayLike, step: float,
+                 counted: tuple[np.ndarray, np.ndarray] | None = None):
         lo = np.asarray(lo, dtype=np.float64)
         hi = np.asarray(hi, dtype=np.float64)
         best = np.asarray(best, dtype=np.float64)
         self.step = step
-        uncertain = is_uncertain(lo, hi, step)
-        self.exact = np.sort(best[~uncertain])
-        order = np.flatnonzero(uncertain)
+        order = np.flatnonzero(is_uncertain(lo, hi, step))
+        if counted is not None and order.size:
+            # The others count the same wherever they are (see over_intervals): kept at their best.
+            order = order[overlapping(lo[order], hi[order], *counted)]
+        if order.size:
+            exact = np.ones(best.size, dtype=bool)
+            exact[order] = False
+            self.exact = np.sort(best[exact])
+        else:
+            self.exact = np.sort(best)
+        if not np.isfinite(self.exact).all():
+            raise ValueError("announcement times must be finite")
         order = order[np.argsort(best[order], kind="stable")]
         self.lo, self.hi, self.best = lo[order], hi[order], best[order]
         self.width = self.hi - self.lo
@@ -114,9 +124,25 @@ class IntervalSummary:
         return int(c.min()), int(c.max())
 
 
+def overlapping(lo: ArrayLike, hi: ArrayLike, starts: ArrayLike, ends: ArrayLike) -> np.ndarray:
+    """Which intervals [lo, hi] share at least one instant with some [starts, ends]."""
+    lo = np.asarray(lo, dtype=np.float64)
+    hi = np.asarray(hi, dtype=np.float64)
+    s = np.asarray(starts, dtype=np.float64)
+    e = np.asarray(ends, dtype=np.float64)
+    if not s.size:
+        return np.zeros(lo.shape, dtype=bool)
+    order = np.argsort(s, kind="stable")
+    s, e = s[order], np.maximum.accumulate(e[order])
+    # the last stretch starting at or before hi reaches furthest of all those (running max)
+    j = np.searchsorted(s, hi, side="right") - 1
+    return (j >= 0) & (e[np.maximum(j, 0)] >= lo)
+
+
 def over_intervals(
     test: Callable[[np.ndarray, np.ndarray | TimeParts, int], IntervalTestResult],
     releases: tuple[ArrayLike, ArrayLike, ArrayLike], announcements: tuple[ArrayLike, ArrayLike, ArrayLike], *, draws: int, seed: int, step: float,
+    counted: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> IntervalSummary:
     """Run ``test(releases, announcements, seed)`` once per draw of the uncertain times.
 
@@ -125,10 +151,20 @@ def over_intervals(
     takes the announcements as an array when none is uncertain, else as ``TimeParts`` (the exact
     ones, then the draw). When no interval is wider than a step there is nothing to draw and the
     test runs once.
+
+    ``counted(releases)``, where given, is where the test can count an announcement for exact
+    release times (``coincidence.counted_stretches``): when no release is uncertain, an uncertain
+    announcement whose whole interval lies outside those stretches counts the same wherever it
+    is, so it stays at its best time and only the others are drawn.
     """
-    r_lo, r_hi, r_best = releases
-    ann = IntervalSampler(*announcements, step=step)
+    r_lo, r_hi, r_best = (np.asarray(x, dtype=np.float64) for x in releases)
+    a_lo, a_hi, a_best = (np.asarray(x, dtype=np.float64) for x in announcements)
+    exact_releases = not is_uncertain(r_lo, r_hi, step).any()
+    ann = IntervalSampler(a_lo, a_hi, a_best, step,
+                          counted(r_best) if counted is not None and exact_releases else None)
     draws = draws if (is_uncertain(r_lo, r_hi, step).any() or ann.varies) else 1
+    # With exact releases every draw counts on the same grids: the exact part's counts are kept.
+    tables: dict[tuple[float, ...], dict[str, np.ndarray]] | None = {} if exact_releases else None
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
     rel = sample_within(r_lo, r_hi, r_best, rng, draws, step)
     seeds = np.random.SeedSequence([seed, 2]).generate_state(draws)
@@ -146,7 +182,7 @@ def over_intervals(
     with ThreadPoolExecutor(THREADS) as pool:
         running: deque[Future[IntervalTestResult]] = deque()
         for d in range(draws):
-            a = TimeParts((ann.exact, ann.draw(rng))) if ann.varies else ann.exact
+            a = TimeParts((ann.exact, ann.draw(rng)), tables) if ann.varies else ann.exact
             running.append(pool.submit(test, rel[d], a, int(seeds[d])))
             if len(running) > THREADS:
                 keep(running.popleft().result())
