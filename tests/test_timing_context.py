@@ -93,10 +93,15 @@ def test_counting_the_exact_and_the_drawn_times_as_parts_equals_counting_their_u
             np.testing.assert_array_equal(getattr(parts, field), getattr(whole, field), err_msg=field)
         assert parts.pvalue == whole.pvalue or (np.isnan(parts.pvalue) and np.isnan(whole.pvalue))
         seen.append(whole.counts)
+        kept.append(len(a.first_tables))
         return parts
 
+    kept: list[int] = []
     over_intervals(test, (rel, rel, rel), (lo, hi, best), draws=8, seed=4, step=60.0)
     assert len(seen) == 8 and len({tuple(c) for c in seen}) > 1  # the draws moved the counts
+    # The releases are exact: every draw counts on the first draw's grids, so the exact part's
+    # tables are made once (none on the search path, nor for the screen), not once per draw.
+    assert len(set(kept)) == 1 and (kept[0] > 0) == (max_cells > 10 and isinstance(null, Null)), kept
 
 
 def test_announcements_in_any_order_give_the_same_pvalue_range_as_in_time_order():

@@ -199,7 +199,8 @@ class PositionCounter:
         self.parts = ann.unrolled((margin + 1) * self.step)
         self.margin = margin
         self.first_tables = ann.first_tables
-        self.grid_of = (float(margin), self.step, float("nan") if ann.period is None else ann.period, ann.start)
+        # Not NaN for "no circle": NaN != NaN, so no later draw would find the tables it keys.
+        self.grid_of = (float(margin), self.step, 0.0 if ann.period is None else ann.period, ann.start)
         self.reaches = reaches
         self._shared: dict[tuple[float, ...], ReleaseTable] = {}
         self._counters: dict[int, ReleaseCounter] = {}
