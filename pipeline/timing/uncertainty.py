@@ -43,10 +43,22 @@ def sample_within(lo: ArrayLike, hi: ArrayLike, best: ArrayLike, rng: np.random.
     lo = np.asarray(lo, dtype=np.float64)
     hi = np.asarray(hi, dtype=np.float64)
     best = np.asarray(best, dtype=np.float64)
-    u = lo + rng.random((draws, lo.size)) * (hi - lo)
-    snapped = np.round(u / step) * step
-    u = np.where((snapped >= lo) & (snapped <= hi), snapped, u)
+    u = _snapped_uniform(rng.random((draws, lo.size)), lo, hi, hi - lo, step)
     return np.where(is_uncertain(lo, hi, step), u, np.broadcast_to(best, u.shape))
+
+
+def _snapped_uniform(u: np.ndarray, lo: np.ndarray, hi: np.ndarray, width: np.ndarray,
+                     step: float) -> np.ndarray:
+    """Uniform draws ``u`` in [0, 1) made times in [lo, lo + width], in place, then snapped to the
+    nearest whole step where that stays inside [lo, hi]."""
+    u *= width
+    u += lo
+    snapped = np.round(u / step)
+    snapped *= step
+    inside = snapped >= lo
+    inside &= snapped <= hi
+    np.copyto(u, snapped, where=inside)
+    return u
 
 
 class IntervalSampler:
@@ -89,16 +101,8 @@ class IntervalSampler:
     def draw(self, rng: np.random.Generator) -> np.ndarray:
         """One draw of the uncertain times (in the order of their best times): what
         ``sample_within(lo, hi, best, rng, 1, step)[0]`` gives, without its checks for exact
-        times (there are none here) and with a third of its temporary arrays."""
-        u = rng.random(self.lo.size)
-        u *= self.width
-        u += self.lo
-        snapped = np.round(u / self.step)
-        snapped *= self.step
-        inside = snapped >= self.lo
-        inside &= snapped <= self.hi
-        np.copyto(u, snapped, where=inside)
-        return u
+        times (there are none here)."""
+        return _snapped_uniform(rng.random(self.lo.size), self.lo, self.hi, self.width, self.step)
 
 
 @dataclass
@@ -162,7 +166,7 @@ def over_intervals(
     exact_releases = not is_uncertain(r_lo, r_hi, step).any()
     ann = IntervalSampler(a_lo, a_hi, a_best, step,
                           counted(r_best) if counted is not None and exact_releases else None)
-    draws = draws if (is_uncertain(r_lo, r_hi, step).any() or ann.varies) else 1
+    draws = draws if (not exact_releases or ann.varies) else 1
     # With exact releases every draw counts on the same grids: the exact part's counts are kept.
     tables: dict[tuple[float, ...], dict[str, np.ndarray]] | None = {} if exact_releases else None
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
