@@ -138,7 +138,9 @@ def import_items(
 
 def _import(con, path, header, sha, started, *, source, role, time_column, text_column, url_column,
             id_column, author_column, timezone, dst, attribution, label, caveat, snowflake) -> ImportReport:
-    scan = scan_csv(con, path, header, "mt_csv")
+    # Only the named columns are stored (a tweets file's counts and flags are read, not kept).
+    used = [c for c in (time_column, text_column, url_column, id_column, author_column) if c]
+    scan = scan_csv(con, path, header, "mt_csv", keep=used)
     con.execute("CREATE OR REPLACE TEMP TABLE mt_unread (_line BIGINT, error VARCHAR)")
     _register_urls(con, url_column)
     stage = (SQL_DIR / "queries" / "stage_csv_items.sql").read_text().format(
